@@ -1,0 +1,30 @@
+"""Shared test fixtures: real datasets beside the checkout, tiny seeded randomness."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED_DATASETS = Path(
+    os.environ.get(
+        "UNETLAB_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    )
+)
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a real dataset in ../shared/datasets, or skip the test with the reason."""
+    path = SHARED_DATASETS / name
+    if not path.is_dir():
+        pytest.skip(f"real dataset '{name}' not found at {path} (set UNETLAB_DATASETS)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
