@@ -21,7 +21,7 @@ from unetlab.errors import UnetlabError
 COMMANDS: dict[str, str] = {
     "demo": "unetlab.cli.train:demo",
     "train": "unetlab.cli.train:train",
-    "evaluate": "unetlab.cli.train:evaluate",
+    "evaluate": "unetlab.cli.evaluate:evaluate",
     "predict": "unetlab.cli.predict:predict",
     "export": "unetlab.cli.predict:export",
     "bench": "unetlab.cli.predict:bench",
