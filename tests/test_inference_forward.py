@@ -1,0 +1,118 @@
+"""predict_logits: any input size, same and valid padding, against numpy-padded references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unetlab.inference.forward import forward_padded, mirror_pad, predict_logits
+from unetlab.inference.grid import Geometry, mirror_indices
+
+
+class PoolNet(nn.Module):
+    """Same-padding stand-in that needs even sides (one 2x2 pooling level)."""
+
+    size_multiple = 2
+
+    def __init__(self, in_channels: int = 3, classes: int = 3):
+        super().__init__()
+        self.down = nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.up = nn.ConvTranspose2d(4, 4, 2, stride=2)
+        self.head = nn.Conv2d(4 + in_channels, classes, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        deep = self.up(torch.relu(nn.functional.max_pool2d(self.down(x), 2)))
+        return self.head(torch.cat([deep, x], dim=1))
+
+
+class ValidNet(nn.Module):
+    """Valid-padding stand-in: two unpadded 3x3 convs shrink each side by 4."""
+
+    padding = "valid"
+
+    def __init__(self, in_channels: int = 3, classes: int = 2):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.ReLU(), nn.Conv2d(4, classes, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+VALID_GEOMETRY = Geometry(multiple=1, margin=4, min_output=1)
+
+
+def numpy_reflect(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+    """np.pad per axis: reflect, or edge for a 1-pixel side (which cannot be reflected)."""
+    padded = x.numpy()
+    for axis, amounts in ((2, pads[:2]), (3, pads[2:])):
+        widths = [(0, 0)] * 4
+        widths[axis] = amounts
+        mode = "edge" if padded.shape[axis] == 1 else "reflect"
+        padded = np.pad(padded, widths, mode=mode)
+    return torch.from_numpy(padded)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 7, 16])
+@pytest.mark.parametrize("before,after", [(0, 0), (2, 5), (9, 30)])
+def test_mirror_indices_match_numpy_pad(length: int, before: int, after: int) -> None:
+    mode = "edge" if length == 1 else "reflect"
+    expected = np.pad(np.arange(length), (before, after), mode=mode)
+    np.testing.assert_array_equal(mirror_indices(-before, length + after, length), expected)
+
+
+def test_mirror_pad_any_amount() -> None:
+    x = torch.arange(2 * 3 * 5, dtype=torch.float32).view(1, 2, 3, 5)
+    padded = mirror_pad(x, (-4, 3 + 7), (-1, 5 + 12))
+    torch.testing.assert_close(padded, numpy_reflect(x, (4, 7, 1, 12)))
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (1, 1), (1, 5)])
+def test_same_padding_any_size_matches_reflect_padded_reference(size: tuple[int, int]) -> None:
+    model = PoolNet().eval()
+    x = torch.randn(2, 3, *size)
+    logits = predict_logits(model, x)
+    h, w = size
+    reference = model(numpy_reflect(x, (0, h % 2, 0, w % 2)))[..., :h, :w]
+    assert logits.shape == (2, 3, h, w)
+    torch.testing.assert_close(logits, reference)
+
+
+def test_aligned_input_is_a_plain_forward() -> None:
+    model = PoolNet().eval()
+    x = torch.randn(1, 3, 12, 6)
+    torch.testing.assert_close(predict_logits(model, x), model(x))
+
+
+@pytest.mark.parametrize("size", [(10, 13), (3, 3), (1, 2)])
+def test_valid_padding_output_covers_the_input(size: tuple[int, int]) -> None:
+    model = ValidNet().eval()
+    x = torch.randn(1, 3, *size)
+    logits = predict_logits(model, x, geometry=VALID_GEOMETRY)
+    assert logits.shape[-2:] == size
+    torch.testing.assert_close(logits, model(numpy_reflect(x, (2, 2, 2, 2))))
+
+
+def test_wrong_geometry_is_reported() -> None:
+    with pytest.raises(RuntimeError, match="expected"):
+        forward_padded(ValidNet().eval(), torch.randn(1, 3, 8, 8), Geometry())
+
+
+def test_predict_logits_needs_gradients_off() -> None:
+    logits = predict_logits(PoolNet(), torch.randn(1, 3, 4, 4, requires_grad=True))
+    assert not logits.requires_grad
+
+
+@pytest.mark.parametrize(
+    "geometry,needed,expected",
+    [
+        (Geometry(multiple=16, min_output=16), 1, 16),
+        (Geometry(multiple=16, min_output=16), 33, 48),
+        # classic valid U-Net, depth 4: 572 -> 388 (Ronneberger et al., Fig. 1)
+        (Geometry(multiple=16, margin=184, out_residue=4, min_output=4), 380, 388),
+    ],
+)
+def test_geometry_output_sizes(geometry: Geometry, needed: int, expected: int) -> None:
+    assert geometry.output_size(needed) == expected
+    assert geometry.output_size_within(geometry.input_size(expected)) == expected
