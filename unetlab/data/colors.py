@@ -1,0 +1,48 @@
+"""Class colours: the PASCAL VOC colour map, and the palette a user's masks already carry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+Color = tuple[int, int, int]
+
+
+def voc_colormap(n: int = 256) -> list[Color]:
+    """The PASCAL VOC colour map (index bits spread over the high bits of R, G, B).
+
+    It is what VOC-style tools write into palette PNGs, so masks written with it look familiar,
+    and index 255 (ignore) gets VOC's cream border colour.
+    """
+    colors = []
+    for index in range(n):
+        r = g = b = 0
+        value = index
+        for shift in range(7, -1, -1):
+            r |= (value & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        colors.append((r, g, b))
+    return colors
+
+
+def mask_palette(path: str | Path) -> list[Color] | None:
+    """The 256-entry palette of a palette-mode mask file, or None for other modes/unreadable."""
+    try:
+        with Image.open(path) as image:
+            if image.mode != "P":
+                return None
+            flat = image.getpalette() or []
+    except Exception:
+        return None
+    flat = flat + [0] * (768 - len(flat))
+    return [tuple(flat[i : i + 3]) for i in range(0, 768, 3)]  # type: ignore[misc]
+
+
+def full_palette(colors: list[Color] | None) -> list[int]:
+    """A flat 768-value palette: the given colours first, the VOC colour map for the rest."""
+    base = voc_colormap()
+    merged = list(colors or [])[:256] + base[len(colors or []) :]
+    return [channel for color in merged for channel in color]
