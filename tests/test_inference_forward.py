@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from unetlab.inference.forward import forward_padded, mirror_pad, predict_logits
+from unetlab.inference.forward import forward_padded, mirror_pad, model_geometry, predict_logits
 from unetlab.inference.grid import Geometry, mirror_indices
 
 
@@ -116,3 +116,29 @@ def test_predict_logits_needs_gradients_off() -> None:
 def test_geometry_output_sizes(geometry: Geometry, needed: int, expected: int) -> None:
     assert geometry.output_size(needed) == expected
     assert geometry.output_size_within(geometry.input_size(expected)) == expected
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_real_unet_geometry_and_any_size(padding: str) -> None:
+    from unetlab.models import build_model, valid_input_size, valid_output_size
+
+    model = build_model("unet", 3, in_channels=1, base=4, depth=2, padding=padding).eval()
+    geometry = model_geometry(model)
+    if padding == "valid":  # the paper's arithmetic, through the models' own functions
+        size = valid_input_size(30, 2)
+        assert geometry.input_size(geometry.output_size(30)) == size
+        assert geometry.output_size(30) == valid_output_size(size, 2)
+    else:
+        assert geometry == Geometry(multiple=4, min_output=4)
+    # 44 x 43: the models' centred padding then puts the image at the same pooling phase
+    x = torch.randn(1, 1, 44, 43)
+    logits = predict_logits(model, x)
+    assert logits.shape == (1, 3, 44, 43)
+    if padding == "valid":  # reference: the models' own mirror padding for valid U-Nets
+        from unetlab.models import crop_to, pad_for_valid
+
+        padded, pads = pad_for_valid(x, 2)
+        reference = crop_to(model(padded), pads)
+    else:
+        reference = model(numpy_reflect(x, (0, 0, 0, 1)))[..., :44, :43]
+    torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)

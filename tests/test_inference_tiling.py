@@ -204,3 +204,13 @@ def test_trim_without_enough_overlap_is_refused() -> None:
     reader = TileReader(np.zeros((100, 100, 3), np.float32), channels_last=True)
     with pytest.raises(ValueError, match="trim"):
         predict_tiled(numpy_network(PoolNet().eval()), reader, SAME2, tile=32, overlap=0.1, trim=8)
+
+
+def test_real_valid_unet_tiled_equals_whole_image() -> None:
+    from unetlab.models import build_model
+
+    model = build_model("unet", 2, in_channels=1, base=4, depth=2, padding="valid").eval()
+    x = torch.randn(1, 1, 70, 53)
+    whole = predict_logits(model, x)
+    tiled = predict_logits(model, x, tile=64, overlap=0.25, batch_size=8)
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=1e-5)
