@@ -77,4 +77,5 @@ class FBetaLoss(nn.Module):
         numerator = (1.0 + self.beta2) * tp + self.smooth
         denominator = (1.0 + self.beta2) * tp + self.beta2 * fn + fp + self.smooth
         score = (numerator / denominator.clamp_min(1e-12))[self.first_class :]
-        return 1.0 - (score * self.class_weights).sum() / self.class_weights.sum()
+        class_weights = self.class_weights.to(score.device)  # also if the loss was not moved
+        return 1.0 - (score * class_weights).sum() / class_weights.sum()

@@ -96,9 +96,9 @@ class PixelwiseLoss(nn.Module):
         if self.gamma > 0:
             loss = loss * (1.0 - log_p.exp()).clamp_min(0.0).pow(self.gamma)
         if self.factor is not None:
-            loss = loss * self.factor[target]
+            loss = loss * self.factor.to(target.device)[target]
         if self.class_weights is not None:
-            pixel_weights = pixel_weights * self.class_weights[target]
+            pixel_weights = pixel_weights * self.class_weights.to(target.device)[target]
         if weight is not None:
             pixel_weights = pixel_weights * weight.float()
         return weighted_mean(loss, pixel_weights)
