@@ -1,0 +1,87 @@
+"""``unetlab evaluate``: score a trained model on a labelled split (thin over ``evaluate``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("checkpoint", metavar="RUN_OR_CHECKPOINT", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    "data_root",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Dataset folder (VOC layout or images/ + masks/ + splits/).",
+)
+@click.option("--split", default="val", show_default=True, help="Split to evaluate.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output folder [default: RUN/evaluation/SPLIT].",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--batch-size",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images per forward pass (images of one batch must share a size).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Foreground probability threshold of a one-channel binary model [0.5].",
+)
+@click.option("--tta", is_flag=True, help="Average predictions over flipped copies (4x slower).")
+@click.option(
+    "--panels",
+    "num_panels",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many image | truth | prediction panels to save.",
+)
+@click.option(
+    "--boundary-class",
+    default=None,
+    help="Binary tasks: class (name or index) that separates the regions of the Rand "
+    "error [the class named 'membrane' if any, else 0].",
+)
+def evaluate(
+    checkpoint: Path,
+    data_root: Path,
+    split: str,
+    out_dir: Path | None,
+    device: str,
+    batch_size: int,
+    threshold: float | None,
+    tta: bool,
+    num_panels: int,
+    boundary_class: str | None,
+) -> None:
+    """Per-class IoU/recall/precision/Dice, mIoU, pixel accuracy and mPA of a trained model.
+
+    Binary tasks also get pixel error and adapted Rand error. Writes report.json, a
+    confusion-matrix PNG and image | truth | prediction panels.
+    """
+    from unetlab.engine.evaluate import evaluate as run_evaluation
+
+    report = run_evaluation(
+        checkpoint,
+        data_root,
+        split=split,
+        out_dir=out_dir,
+        device=device,
+        batch_size=batch_size,
+        num_panels=num_panels,
+        threshold=threshold,
+        tta=tta,
+        boundary_class=boundary_class,
+    )
+    click.echo(report.summary())
