@@ -175,6 +175,7 @@ ALL_CASES = [
     ("ce_dice", {"dice_weight": 0.5}, 3),
     ("focal", {"alpha": 0.3, "gamma": 2.0}, 3),
     ("focal", {"gamma": 1.0}, 1),
+    ("focal", {"gamma": 0.5}, 3),
     ("weighted_ce", {}, 3),
 ]
 

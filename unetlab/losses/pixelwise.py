@@ -94,7 +94,8 @@ class PixelwiseLoss(nn.Module):
         log_p = log_probabilities(logits).gather(1, target.unsqueeze(1)).squeeze(1)
         loss = -log_p
         if self.gamma > 0:
-            loss = loss * (1.0 - log_p.exp()).clamp_min(0.0).pow(self.gamma)
+            # 1 - p_t, floored so that gamma < 1 keeps a finite gradient where p_t == 1
+            loss = loss * (-torch.expm1(log_p)).clamp_min(1e-12).pow(self.gamma)
         if self.factor is not None:
             loss = loss * self.factor.to(target.device)[target]
         if self.class_weights is not None:
