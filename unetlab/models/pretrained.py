@@ -1,0 +1,254 @@
+"""Load ImageNet (or any compatible) weights into a model's encoder, and say what happened.
+
+Sources: a local path, a ``file://`` URL, or an ``http(s)://`` URL downloaded once into the cache
+(``$UNETLAB_CACHE``, default ``~/.cache/unetlab``; written atomically so an interrupted download
+never leaves a half file that looks complete). The file is read with ``weights_only=True`` and
+may be a torchvision checkpoint (keys as torchvision names them: the encoders use the same
+module names, so the keys map unchanged and the classifier is an expected extra), a wrapped
+state dict (``{"state_dict": ...}``, a DDP ``module.`` prefix), or a unetlab checkpoint, whose
+``encoder.*`` weights are used. With ``in_channels != 3`` the first conv's RGB filters are
+averaged and repeated, scaled by ``3 / in_channels`` so that activations keep their magnitude
+(the adaptation segmentation_models.pytorch uses for 1 channel, generalised).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from unetlab.errors import UnetlabError
+from unetlab.models.encoders import Encoder
+
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+"""Keys under which checkpoints commonly nest the state dict, tried in this order."""
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights are kept: ``$UNETLAB_CACHE`` or ``~/.cache/unetlab``."""
+    return Path(os.environ.get("UNETLAB_CACHE", "~/.cache/unetlab")).expanduser() / "weights"
+
+
+def download(url: str, folder: Path | None = None) -> Path:
+    """Fetch ``url`` into ``folder`` (default :func:`cache_dir`) unless already there.
+
+    The file is written to a temporary name, checked against the announced length, synced,
+    then renamed: a crash leaves no partial file under the final name.
+    """
+    folder = cache_dir() if folder is None else Path(folder)
+    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name or "weights.pth"
+    target = folder / name
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=None) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            if total is not None and out.tell() != total:
+                raise UnetlabError(
+                    f"download incomplete: got {out.tell()} of {total} bytes", url, "retry"
+                )
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise UnetlabError(
+            f"could not download the weights ({type(exc).__name__}: {exc})",
+            url,
+            "check the URL and the network, or download the file yourself and pass its path",
+        ) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A local file for ``source``: a path, a ``file://`` URL, or a downloaded ``http(s)`` URL."""
+    text = str(source)
+    scheme = urllib.parse.urlparse(text).scheme if "://" in text else ""
+    if scheme in ("http", "https"):
+        return download(text)
+    if scheme == "file":
+        path = Path(urllib.request.url2pathname(urllib.parse.urlparse(text).path))
+    elif scheme:
+        raise UnetlabError(
+            f"unsupported URL scheme '{scheme}'", text, "use a path, file://, http:// or https://"
+        )
+    else:
+        path = Path(text).expanduser()
+    if not path.is_file():
+        raise UnetlabError("pretrained weights file not found", path, "check the path")
+    return path
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (safe load), unwrapped from common checkpoint layouts."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnetlabError(
+            "refused to load: the file holds Python objects other than weights "
+            f"({str(exc).splitlines()[0]})",
+            path,
+            "use a plain state dict (torchvision's .pth files are)",
+        ) from None
+    except Exception as exc:
+        raise UnetlabError(
+            f"not a readable torch weights file ({type(exc).__name__})", path, "re-download it"
+        ) from None
+    for key in WRAPPER_KEYS:
+        if isinstance(payload, dict) and isinstance(payload.get(key), dict):
+            inner = payload[key]
+            if any(isinstance(v, torch.Tensor) for v in inner.values()):
+                payload = inner
+                break
+    if not isinstance(payload, dict):
+        raise UnetlabError("the file does not hold a state dict", path)
+    state = {k: v for k, v in payload.items() if isinstance(v, torch.Tensor)}
+    if state and all(k.startswith("module.") for k in state):  # saved from DDP
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state
+
+
+def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """RGB filters ``(out, 3, k, k)`` -> ``(out, in_channels, k, k)``: the channel mean repeated,
+    scaled by ``3 / in_channels`` so that a grey input gives the same response as before."""
+    mean = weight.mean(dim=1, keepdim=True)
+    return mean.repeat(1, in_channels, 1, 1) * (weight.shape[1] / in_channels)
+
+
+def _rgb_filters_for(weight: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether ``weight`` is an RGB first conv that :func:`adapt_first_conv` can fit to
+    ``target`` (same filters and kernel, another input channel count)."""
+    return (
+        weight.dim() == 4
+        and weight.shape[1] == 3
+        and target.shape[1] != 3
+        and weight.shape[0] == target.shape[0]
+        and weight.shape[2:] == target.shape[2:]
+    )
+
+
+def _preview(keys: list[str], limit: int = 8) -> str:
+    more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_encoder_weights` did, key by key (printable)."""
+
+    encoder: str
+    source: str
+    file: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    encoder_tensors: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every encoder tensor came from the file."""
+        return not self.missing and not self.mismatched
+
+    def __str__(self) -> str:
+        where = self.source if self.source == self.file else f"{self.source} ({self.file})"
+        lines = [
+            f"pretrained weights for encoder '{self.encoder}' from {where}:",
+            f"  loaded:         {len(self.loaded)} of {self.encoder_tensors} encoder tensors",
+        ]
+        if self.adapted:
+            lines.append(f"  adapted:        {_preview(self.adapted)} (RGB filters averaged)")
+        if self.ignored:
+            lines.append(
+                f"  ignored:        {len(self.ignored)} tensors the encoder does not use "
+                f"({_preview(self.ignored, 3)})"
+            )
+        mismatched = [f"{k} file {a} vs model {b}" for k, a, b in self.mismatched]
+        for label, keys in (
+            ("missing:", self.missing),
+            ("unexpected:", self.unexpected),
+            ("shape mismatch:", mismatched),
+        ):
+            lines.append(f"  {label:<15} {len(keys)}" + (f" ({_preview(keys)})" if keys else ""))
+        return "\n".join(lines)
+
+
+def _find_encoder(model_or_encoder: nn.Module) -> Encoder:
+    if isinstance(model_or_encoder, Encoder):
+        return model_or_encoder
+    encoder = getattr(model_or_encoder, "encoder", None)
+    if isinstance(encoder, Encoder):
+        return encoder
+    raise UnetlabError(
+        f"{type(model_or_encoder).__name__} has no pretrained encoder",
+        hint="pretrained weights apply to encoder models: vgg16_unet, resnet50_unet, "
+        "mobilenet_unet",
+    )
+
+
+def load_encoder_weights(model_or_encoder: nn.Module, source: str | Path) -> LoadReport:
+    """Copy matching weights from ``source`` into the encoder; see the module docstring.
+
+    Tensors the encoder does not build (classifier, cut levels, a unetlab decoder) are
+    *ignored*; anything else that does not match is reported as *unexpected*, encoder tensors
+    the file lacks as *missing*, wrong shapes as *shape mismatch* (those keep their values).
+
+    Raises:
+        UnetlabError: unreadable file, or no tensor fits (e.g. another architecture's weights).
+    """
+    encoder = _find_encoder(model_or_encoder)
+    path = resolve_source(source)
+    state = read_state_dict(path)
+    own = encoder.state_dict()
+    report = LoadReport(encoder.name, str(source), str(path), encoder_tensors=len(own))
+    if any(k.startswith("encoder.") for k in state):  # a whole unetlab model: keep its encoder
+        report.ignored = [k for k in state if not k.startswith("encoder.")]
+        state = {
+            k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")
+        }
+    unused = encoder.unused_prefixes()
+    to_load: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        target = own.get(key)
+        if target is None:
+            (report.ignored if key.startswith(unused) else report.unexpected).append(key)
+            continue
+        if key == encoder.first_conv and _rgb_filters_for(value, target):
+            value = adapt_first_conv(value, target.shape[1])
+            report.adapted.append(key)
+        if value.shape != target.shape:
+            report.mismatched.append((key, tuple(value.shape), tuple(target.shape)))
+            continue
+        to_load[key] = value.to(target.dtype)
+        report.loaded.append(key)
+    skipped = {k for k, _, _ in report.mismatched} | set(to_load)
+    # num_batches_tracked only matters for BN without momentum; old checkpoints lack it
+    report.missing = [k for k in own if k not in skipped and not k.endswith("num_batches_tracked")]
+    if not to_load:
+        raise UnetlabError(
+            f"none of the {len(state)} tensors in the file fit encoder '{encoder.name}' "
+            f"(file keys: {_preview(list(state), 4)}; encoder keys: {_preview(list(own), 4)})",
+            path,
+            f"pass weights of a {encoder.name} network, e.g. torchvision's {encoder.weights_url}",
+        )
+    encoder.load_state_dict(to_load, strict=False)
+    return report
