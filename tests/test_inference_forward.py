@@ -142,3 +142,10 @@ def test_real_unet_geometry_and_any_size(padding: str) -> None:
     else:
         reference = model(numpy_reflect(x, (0, 0, 0, 1)))[..., :44, :43]
     torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_geometry_seen_through_wrappers() -> None:
+    model = PoolNet()
+    wrapped = nn.DataParallel(model)  # DDP and torch.compile wrap the same way (.module/_orig_mod)
+    assert model_geometry(wrapped) == model_geometry(model) == Geometry(multiple=2, min_output=2)
+    assert predict_logits(wrapped.eval(), torch.randn(1, 3, 5, 5)).shape == (1, 3, 5, 5)

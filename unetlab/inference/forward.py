@@ -16,6 +16,15 @@ from torch import nn
 from unetlab.inference.grid import Geometry, mirror_indices
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP/DataParallel (``.module``) or ``torch.compile`` wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
 def model_geometry(model: nn.Module) -> Geometry:
     """The input/output size arithmetic of a unetlab model.
 
@@ -23,6 +32,7 @@ def model_geometry(model: nn.Module) -> Geometry:
     Valid padding (``model.padding == "valid"``): the margin comes from
     :mod:`unetlab.models.padding` for the model's ``depth``.
     """
+    model = unwrap(model)
     multiple = int(getattr(model, "size_multiple", 1))
     if getattr(model, "padding", "same") != "valid":
         return Geometry(multiple=multiple, min_output=multiple)
