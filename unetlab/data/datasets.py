@@ -13,6 +13,7 @@ trainer restores torch's RNG state.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,8 +151,7 @@ class SegmentationDataset(Dataset):
         if image.dtype != np.uint8:  # uint16: to [0, 1] floats, which every transform accepts
             image = image.astype(np.float32) / max_value(image.dtype)
         if self.transform is not None:
-            if hasattr(self.transform, "set_random_seed"):
-                self.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+            reseed(self.transform, int(torch.randint(0, 2**62, ()).item()))
             targets = {"image": image, "mask": mask}
             if weight is not None:
                 targets["weight"] = weight
@@ -170,6 +170,14 @@ class SegmentationDataset(Dataset):
         if weight is not None:
             sample["weight"] = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32))
         return sample
+
+
+def reseed(transform: Any, seed: int) -> None:
+    """Give an albumentations pipeline fresh generators seeded by ``seed`` (cheaply)."""
+    if hasattr(transform, "set_random_state"):
+        transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    elif hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)
 
 
 def open_dataset(

@@ -49,11 +49,12 @@ def is_image_file(path: str | Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def open_image(path: str | Path, what: str = "image") -> Image.Image:
+def open_image(path: str | Path, what: str = "image", pages: bool = False) -> Image.Image:
     """Open and fully decode one image file, turning every way it can fail into a clear error.
 
     The pixels are decoded here (``load``) so a truncated file fails now, naming the file,
-    instead of deep inside a DataLoader worker.
+    instead of deep inside a DataLoader worker. A multi-page TIFF is refused unless ``pages``
+    (then the file stays open for reading the other pages; close it when done).
     """
     path = Path(path)
     if not path.is_file():
@@ -63,9 +64,13 @@ def open_image(path: str | Path, what: str = "image") -> Image.Image:
             UNREADABLE, f"empty file (0 bytes), not an {what}", path, "replace or delete the file"
         )
     try:
-        with Image.open(path) as image:
-            frames = getattr(image, "n_frames", 1)
+        image = Image.open(path)
+        frames = getattr(image, "n_frames", 1)
+        if pages:
             image.load()
+        else:
+            with image:  # leaving the block closes the file; the decoded pixels stay
+                image.load()
     except UnidentifiedImageError:
         raise DataFileError(
             UNREADABLE,
@@ -87,7 +92,7 @@ def open_image(path: str | Path, what: str = "image") -> Image.Image:
             path,
             "re-export or re-copy the file; it cannot be decoded",
         ) from None
-    if frames > 1 and image.format == "TIFF":
+    if frames > 1 and image.format == "TIFF" and not pages:
         raise DataFileError(
             UNREADABLE,
             f"multi-page TIFF with {frames} pages, not a single {what}",

@@ -291,8 +291,8 @@ def _overlap_warnings(split_ids: dict[str, list[str]]) -> list[str]:
     return warnings
 
 
-def format_report(report: DatasetReport) -> str:
-    """The human-readable summary ``unetlab data check`` prints."""
+def format_report(report: DatasetReport, list_problems: bool = True) -> str:
+    """The human-readable summary ``unetlab data check`` prints (problems listed or counted)."""
     info = report.info
     lines = [
         f"Dataset {info.root} ({info.layout} layout), {report.num_classes} classes "
@@ -322,8 +322,8 @@ def format_report(report: DatasetReport) -> str:
         lines.append(f"warning: {warning}")
     lines.append("")
     if report.problems:
-        lines.append(f"{len(report.problems)} problem(s):")
-        lines += [f"  - {problem}" for problem in report.problems]
+        lines.append(f"{len(report.problems)} problem(s)" + (":" if list_problems else ""))
+        lines += [f"  - {problem}" for problem in report.problems if list_problems]
     else:
         lines.append("no problems found")
     return "\n".join(lines)

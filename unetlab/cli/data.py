@@ -1,0 +1,149 @@
+"""``unetlab data ...``: check, split and convert datasets (thin over :mod:`unetlab.data`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def data() -> None:
+    """Check, split and convert datasets; make the synthetic demo data."""
+
+
+@data.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--classes",
+    "num_classes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Number of classes (default: classes.txt, else the largest mask value + 1).",
+)
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    default=("train", "val"),
+    show_default=True,
+    help="Split(s) to check; repeat the option for several.",
+)
+def check(dataset: Path, num_classes: int | None, splits: tuple[str, ...]) -> None:
+    """Read every image and mask of DATASET and report counts, sizes, class frequencies and
+    every problem (exit code 2 when there is one)."""
+    from unetlab.data.validate import check_dataset, format_report
+
+    report = check_dataset(dataset, num_classes, splits, raise_on_problems=False)
+    click.echo(format_report(report, list_problems=False))
+    report.raise_if_problems(max_listed=max(20, len(report.problems)))
+
+
+@data.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--val",
+    "val_fraction",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Share of the labelled images held out for validation.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Shuffle seed.")
+@click.option("--force", is_flag=True, help="Replace existing split files.")
+def split(dataset: Path, val_fraction: float, seed: int, force: bool) -> None:
+    """Write train/val lists of DATASET from the images that have a mask."""
+    from unetlab.data.convert import make_splits
+    from unetlab.data.layouts import dataset_info
+
+    splits = make_splits(dataset, val_fraction, seed, overwrite=force)
+    info = dataset_info(dataset)
+    for name, ids in splits.items():
+        click.echo(f"{info.split_file(name)}: {len(ids)} ids")
+    unlabelled = len(set(info.images) - set(info.masks))
+    if unlabelled:
+        click.echo(f"{unlabelled} image(s) without a mask were left out")
+
+
+@data.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "--classes",
+    "classes",
+    required=True,
+    help="Class names in index order, background first: _background_,cat,dog",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Dataset folder to write (images/, masks/, classes.txt).",
+)
+def labelme(source: Path, classes: str, out: Path) -> None:
+    """Convert labelme JSON files (SOURCE: a .json file or a folder of them) to index masks."""
+    from unetlab.data.labelme import labelme_to_dataset
+
+    names = [name.strip() for name in classes.split(",") if name.strip()]
+    written = labelme_to_dataset(source, names, out)
+    click.echo(
+        f"wrote {len(written)} mask(s) to {out / 'masks'} and their images to "
+        f"{out / 'images'}; next: unetlab data split {out}"
+    )
+
+
+@data.command("fix-binary")
+@click.argument("mask_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the fixed masks here instead of in place.",
+)
+def fix_binary(mask_dir: Path, out: Path | None) -> None:
+    """Rewrite 0/255 masks in MASK_DIR as 0/1 (255 means 'ignore' to unetlab)."""
+    from unetlab.data.convert import fix_binary_masks
+
+    report = fix_binary_masks(mask_dir, out)
+    click.echo(f"converted {len(report.converted)} 0/255 mask(s) to 0/1 in {out or mask_dir}")
+    if report.unchanged:
+        click.echo(f"{len(report.unchanged)} mask(s) were 0/1 already")
+    for path, reason in report.skipped.items():
+        click.echo(f"skipped {path}: {reason}")
+
+
+@data.command()
+@click.argument("stack", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for the PNG slices.",
+)
+@click.option("--prefix", default="", help="File name prefix of the slices.")
+def tiff(stack: Path, out: Path, prefix: str) -> None:
+    """Split a multi-page TIFF STACK into one PNG per page (8/16-bit kept)."""
+    from unetlab.data.convert import tiff_stack_to_slices
+
+    written = tiff_stack_to_slices(stack, out, prefix)
+    click.echo(f"wrote {len(written)} slice(s): {written[0]} .. {written[-1]}")
+
+
+@data.command()
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--train", "n_train", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--val", "n_val", type=click.IntRange(min=0), default=50, show_default=True)
+@click.option("--size", type=click.IntRange(min=16), default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--classes", "num_classes", type=click.IntRange(2, 4), default=4, show_default=True)
+@click.option("--force", is_flag=True, help="Replace shapes data already in OUT_DIR.")
+def synth(
+    out_dir: Path, n_train: int, n_val: int, size: int, seed: int, num_classes: int, force: bool
+) -> None:
+    """Write the synthetic shapes dataset (circles, squares, triangles) to OUT_DIR."""
+    from unetlab.data.synthetic import make_shapes_dataset
+
+    make_shapes_dataset(out_dir, n_train, n_val, size, seed, num_classes, overwrite=force)
+    click.echo(f"wrote {n_train} train + {n_val} val images of {size}x{size} to {out_dir}")

@@ -1,0 +1,177 @@
+"""Small converters that turn what users have into what unetlab reads.
+
+- :func:`make_splits`: train/val id lists from the files present (like VOC projects'
+  ``voc_annotation.py``: shuffled with a fixed seed, 10% val by default);
+- :func:`fix_binary_masks`: 0/255 masks -> 0/1 (255 means 'ignore' to unetlab);
+- :func:`tiff_stack_to_slices`: a multi-page TIFF (an EM volume, a label stack) -> one PNG
+  per page, 8- or 16-bit as stored.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageSequence
+
+from unetlab import IGNORE_INDEX
+from unetlab.data.colors import mask_palette
+from unetlab.data.io import is_image_file, open_image, read_mask, write_mask
+from unetlab.data.layouts import dataset_info
+from unetlab.data.problems import UNREADABLE, DataFileError, present_values, shorten
+from unetlab.errors import UnetlabError
+
+
+def make_splits(
+    root: str | Path, val_fraction: float = 0.1, seed: int = 0, overwrite: bool = False
+) -> dict[str, list[str]]:
+    """Write ``train.txt`` and ``val.txt`` listing every id that has both an image and a mask.
+
+    Plain layout: ``ROOT/splits/``; VOC layout: ``ImageSets/Segmentation/``. The ids are
+    shuffled with ``seed`` (same files + same seed = same split), at least one goes to val when
+    ``val_fraction > 0``, and each list is written sorted. Existing split files are kept unless
+    ``overwrite``: an official split is not something to lose by accident.
+    """
+    info = dataset_info(root)
+    if not 0.0 <= val_fraction < 1.0:
+        raise UnetlabError(
+            f"val fraction must be in [0, 1), got {val_fraction}", hint="e.g. 0.1 for 10%"
+        )
+    ids = sorted(set(info.images) & set(info.masks))
+    if not ids:
+        raise UnetlabError(
+            f"no image in {info.image_dir} has a mask of the same name in {info.mask_dir}",
+            info.root,
+            "name each mask like its image (a.jpg -> a.png)",
+        )
+    existing = [info.split_file(s) for s in ("train", "val") if info.split_file(s).exists()]
+    if existing and not overwrite:
+        raise UnetlabError(
+            f"split files exist already ({', '.join(str(p) for p in existing)})",
+            info.root,
+            "keep them, or pass --force (overwrite=True) to write a new split",
+        )
+    n_val = 0
+    if val_fraction > 0:
+        if len(ids) < 2:
+            raise UnetlabError(
+                f"only {len(ids)} labelled image: too few to hold some out for validation",
+                info.root,
+                "add images, or use --val 0 to put everything in train",
+            )
+        n_val = min(max(1, round(len(ids) * val_fraction)), len(ids) - 1)
+    shuffled = list(ids)
+    random.Random(seed).shuffle(shuffled)
+    splits = {"train": sorted(shuffled[n_val:]), "val": sorted(shuffled[:n_val])}
+    info.split_dir.mkdir(parents=True, exist_ok=True)
+    for name, split_ids in splits.items():
+        info.split_file(name).write_text("".join(f"{i}\n" for i in split_ids), encoding="utf-8")
+    return splits
+
+
+@dataclass
+class FixBinaryReport:
+    """What :func:`fix_binary_masks` did with each mask."""
+
+    converted: list[Path] = field(default_factory=list)  # were 0/255, now 0/1
+    unchanged: list[Path] = field(default_factory=list)  # already 0/1 (copied with out_dir)
+    skipped: dict[Path, str] = field(default_factory=dict)  # left alone, with the reason
+
+
+def fix_binary_masks(mask_dir: str | Path, out_dir: str | Path | None = None) -> FixBinaryReport:
+    """Rewrite 0/255 masks as 0/1 palette PNGs (in place, or into ``out_dir``).
+
+    Masks already 0/1 are reported (and copied to ``out_dir``, so it is a complete mask
+    folder); masks with other values, two-valued or not, are reported and left alone, since
+    which value is foreground is then a guess. In place, a non-PNG mask is replaced by its PNG.
+    """
+    mask_dir = Path(mask_dir)
+    if not mask_dir.is_dir():
+        raise UnetlabError("mask folder not found", mask_dir, "pass the folder holding the masks")
+    paths = sorted(p for p in mask_dir.iterdir() if p.is_file() and is_image_file(p))
+    if not paths:
+        raise UnetlabError("no mask images in this folder", mask_dir, "check the path")
+    target_dir = Path(out_dir) if out_dir is not None else mask_dir
+    report = FixBinaryReport()
+    for path in paths:
+        try:
+            mask = read_mask(path)
+        except DataFileError as exc:
+            report.skipped[path] = exc.message
+            continue
+        values = {int(v) for v in present_values(mask)}
+        if values <= {0, 1}:
+            report.unchanged.append(path)
+            if out_dir is None:
+                continue
+        elif values <= {0, IGNORE_INDEX}:
+            mask = (mask == IGNORE_INDEX).astype(np.uint8)
+            report.converted.append(path)
+        else:
+            kind = "two values" if len(values) == 2 else f"{len(values)} values"
+            report.skipped[path] = (
+                f"{kind} ({shorten(sorted(values), 6)}), not a 0/255 mask: left unchanged"
+            )
+            continue
+        target = target_dir / f"{path.stem}.png"
+        write_mask(target, mask, mask_palette(path))
+        if out_dir is None and target != path:
+            path.unlink()
+    return report
+
+
+def tiff_stack_to_slices(
+    tiff_path: str | Path, out_dir: str | Path, prefix: str = ""
+) -> list[Path]:
+    """Write each page of a multi-page TIFF as ``OUT/<prefix><page>.png`` (8/16-bit kept).
+
+    Page numbers are zero-padded to the same width (``00`` .. ``29``), so an image stack and
+    its label stack written into ``images/`` and ``masks/`` get matching ids.
+    """
+    tiff_path, out_dir = Path(tiff_path), Path(out_dir)
+    image = open_image(tiff_path, what="TIFF stack", pages=True)
+    try:
+        count = getattr(image, "n_frames", 1)
+        digits = max(2, len(str(count - 1)))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for index, page in enumerate(ImageSequence.Iterator(image)):
+            try:
+                frame = _storable(page.copy(), tiff_path, index)
+            except OSError as exc:
+                raise DataFileError(
+                    UNREADABLE,
+                    f"page {index} of {count} cannot be decoded ({exc})",
+                    tiff_path,
+                    "the file may be truncated; re-export the stack",
+                ) from None
+            target = out_dir / f"{prefix}{index:0{digits}d}.png"
+            frame.save(target, format="PNG")
+            written.append(target)
+        return written
+    finally:
+        image.close()
+
+
+def _storable(page: Image.Image, path: Path, index: int) -> Image.Image:
+    """A page in a mode PNG keeps losslessly: L, P, RGB(A), or 16-bit grayscale."""
+    if page.mode in ("L", "P", "RGB", "RGBA", "LA") or page.mode.startswith("I;16"):
+        return page if not page.mode.startswith("I;16") else _to_uint16(np.asarray(page))
+    if page.mode == "1":
+        return page.convert("L")
+    if page.mode == "I":
+        array = np.asarray(page)
+        if array.min() >= 0 and array.max() <= 65535:
+            return _to_uint16(array)
+    raise DataFileError(
+        UNREADABLE,
+        f"page {index} has pixel type {page.mode}, which PNG cannot store losslessly",
+        path,
+        "convert the stack to 8- or 16-bit integers first (e.g. in Fiji: Image > Type)",
+    )
+
+
+def _to_uint16(array: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(array, dtype=np.uint16))
