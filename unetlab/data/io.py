@@ -114,7 +114,7 @@ def read_image(path: str | Path) -> np.ndarray:
         image = image.convert("RGBA")  # RGBA keeps a transparent palette entry sane; alpha dropped
     elif mode not in ("L", "LA", "RGB", "RGBA", "RGBX", "I", "F") and not mode.startswith("I;16"):
         image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
-    array = np.asarray(image)
+    array = np.array(image)  # a writable copy
     if array.ndim == 2:
         array = array[:, :, None]
     if array.shape[2] in (2, 4):  # LA, RGBA, RGBX: drop alpha / padding
@@ -140,8 +140,8 @@ def read_mask(path: str | Path) -> np.ndarray:
     if image.format == "JPEG":
         raise _jpeg_mask_error(path)
     if image.mode == "1":
-        return np.asarray(image, dtype=np.uint8)  # 1-bit: set pixels are class 1
-    array = np.asarray(image)
+        return np.array(image, dtype=np.uint8)  # 1-bit: set pixels are class 1
+    array = np.array(image)
     if array.ndim == 3:
         array = _gray_from_colour(array, path, image.mode)
     if array.dtype != np.uint8:

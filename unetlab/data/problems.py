@@ -187,19 +187,25 @@ def split_problems(
             )
         ]
     problems = []
-    for folder, files, what in ((image_dir, images, "image"), (mask_dir, masks, "mask")):
-        missing = [i for i in ids if i not in files]
+    no_image = {i for i in ids if i not in images}
+    no_mask = {i for i in ids if i not in masks}
+    for missing, what, where in (
+        ([i for i in ids if i in no_image and i in no_mask], "image and no mask", image_dir.parent),
+        ([i for i in ids if i in no_image and i not in no_mask], "image", image_dir),
+        ([i for i in ids if i in no_mask and i not in no_image], "mask", mask_dir),
+    ):
         if missing:
-            shown = shorten(missing)
             problems.append(
                 Problem(
                     MISSING,
                     str(listed_in),
-                    f"{len(missing)} id(s) of split '{split}' have no {what} in {folder}: {shown}",
-                    f"add the {what} files (same name as the id, any image ending) or remove "
-                    "these ids from the list",
+                    f"{len(missing)} id(s) of split '{split}' have no {what} in {where}: "
+                    f"{shorten(missing)}",
+                    "add the files (named like the id, any image ending) or remove these ids "
+                    "from the list",
                 )
             )
+    for folder, files, what in ((image_dir, images, "image"), (mask_dir, masks, "mask")):
         for sample_id in ids:
             if len(files.get(sample_id, ())) > 1:
                 names = ", ".join(p.name for p in files[sample_id])
