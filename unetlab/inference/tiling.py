@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from unetlab.inference.decide import labels_from_logits
 from unetlab.inference.grid import Geometry, blend_weights, mirror_indices, tile_starts
 
 BatchNetwork = Callable[[np.ndarray], np.ndarray]  # B x C x h x w float32 -> B x K x h' x w'
@@ -160,10 +161,11 @@ def predict_tiled(
     """Predict a whole image tile by tile.
 
     Returns ``K x H x W`` blended logits (in ``dtype``; float16 halves the result's memory) or,
-    with ``output="labels"``, ``H x W`` class labels (argmax; ``logit > logit(threshold)`` for a
-    one-channel model) without ever holding the full logits. ``trim``: pixels of each tile side
-    facing a neighbour that get no weight; use it (with ``overlap`` larger than twice it) for
-    same-padding networks whose tile borders differ from a whole-image pass.
+    with ``output="labels"``, ``H x W`` class labels (the rule of
+    :func:`~unetlab.inference.decide.labels_from_logits`) without ever holding the full logits.
+    ``trim``: pixels of each tile side facing a neighbour that get no weight; use it (with
+    ``overlap`` larger than twice it) for same-padding networks whose tile borders differ from a
+    whole-image pass.
     """
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}: use one of {OUTPUTS}")
@@ -259,11 +261,8 @@ class Band:
         rows = slice(self.top, self.top + count)
         if self.output == "logits":
             self.result[:, rows] = logits
-        elif len(logits) == 1:
-            cut = np.log(self.threshold / (1 - self.threshold))
-            self.result[rows] = logits[0] > cut
         else:
-            self.result[rows] = logits.argmax(axis=0)
+            self.result[rows] = labels_from_logits(logits, self.threshold)
 
 
 def predict_tiled_tensor(

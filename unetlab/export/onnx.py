@@ -1,0 +1,204 @@
+"""Export a checkpoint to ONNX: preprocessing inside the graph, everything else as metadata.
+
+The exported graph takes RAW pixel values (float32 ``N x C x H x W``, 0..255 for 8-bit data, or
+0..``input_scale``) and applies the training normalisation itself, so a user of the ``.onnx`` file
+cannot forget or get wrong the preprocessing (the most common complaint about exported
+segmentation models). Batch, height and width are dynamic. The metadata key ``unetlab`` holds a
+JSON object with the class names and colours, mean/std, input scale, size arithmetic
+(``geometry``, ``size_multiple``), model name and options and the default threshold: everything
+:class:`~unetlab.export.onnx_runtime.OnnxPredictor` needs, with no torch at run time.
+
+After writing, the file is checked with ``onnx.checker`` and ONNX Runtime's output is compared
+with torch's on random input at two sizes and batch sizes; a difference above ``tolerance`` is
+an error, not a warning.
+
+Uses torch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter, the default in
+recent torch, needs the extra package ``onnxscript``, and the classic exporter handles these
+plain convolutional models with dynamic sizes exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from unetlab import __version__
+from unetlab.data.preprocess import Normalization
+from unetlab.errors import UnetlabError
+from unetlab.inference.forward import model_geometry
+from unetlab.inference.grid import Geometry
+from unetlab.inference.predictor import default_class_names
+
+METADATA_KEY = "unetlab"
+METADATA_FORMAT = 1
+DEFAULT_OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+class NormalizedModel(nn.Module):
+    """``model((x / input_scale - mean) / std)`` as one graph: raw pixels in, logits out."""
+
+    def __init__(self, model: nn.Module, norm: Normalization, input_scale: float = 255.0):
+        super().__init__()
+        self.model = model
+        mean = torch.tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.register_buffer("scale", 1.0 / (input_scale * std))
+        self.register_buffer("shift", mean / std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x * self.scale - self.shift)
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    max_abs_diff: float
+    checked_shapes: list[tuple[int, ...]]
+    seconds: float
+    opset: int
+    megabytes: float
+
+
+def export_onnx(
+    checkpoint: str | Path,
+    out_path: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    input_scale: float = 255.0,
+    threshold: float = 0.5,
+    tolerance: float = 1e-4,
+) -> ExportReport:
+    """Export a checkpoint (file or run folder) to ``out_path`` and verify it with ONNX Runtime.
+
+    Args:
+        input_scale: the full-scale pixel value the graph expects (255 for 8-bit images, 65535
+            for 16-bit): the graph divides by it before the normalisation.
+        threshold: default decision threshold for one-channel / two-class models (metadata).
+        tolerance: largest accepted ``max |ORT - torch|`` on random input.
+
+    Raises:
+        UnetlabError: a missing optional dependency, a failed export, or outputs that differ.
+    """
+    onnx, ort = _require_onnx()
+    from unetlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
+
+    started = time.perf_counter()
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt)
+    spec = ckpt["model"]
+    data = ckpt.get("data") or {}
+    in_channels = int(spec["in_channels"])
+    norm = (
+        Normalization.from_dict(data)
+        if "mean" in data and "std" in data
+        else Normalization.default_for(in_channels)
+    )
+    graph = NormalizedModel(model, norm, input_scale).eval()
+    geometry = model_geometry(model)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    side = geometry.input_size(geometry.output_size(max(64, geometry.multiple)))
+    sample = torch.rand(1, in_channels, side, side) * input_scale
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    try:
+        torch.onnx.export(
+            graph,
+            (sample,),
+            str(out_path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+            opset_version=opset,
+            dynamo=False,
+        )
+    except Exception as exc:
+        raise UnetlabError(
+            f"ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+            ckpt.get("path"),
+            "try another --opset (e.g. 13 to 18); rerun with --debug for the traceback",
+        ) from exc
+    num_outputs = int(spec["num_classes"])
+    metadata = {
+        "format": METADATA_FORMAT,
+        "unetlab_version": __version__,
+        "model": {
+            "name": spec["name"],
+            "num_classes": num_outputs,
+            "in_channels": in_channels,
+            "options": spec.get("options", {}),
+        },
+        "class_names": list(data.get("class_names") or default_class_names(num_outputs)),
+        "class_colors": [list(c) for c in data.get("class_colors") or []],
+        "mean": list(norm.mean),
+        "std": list(norm.std),
+        "input_scale": float(input_scale),
+        "geometry": geometry.to_dict(),
+        "size_multiple": geometry.multiple,
+        "threshold": float(threshold),
+        "input": f"raw pixel values, float32 N x {in_channels} x H x W, 0..{input_scale:g}",
+        "output": "logits N x K x H' x W' (K = 1: sigmoid; K >= 2: softmax)",
+    }
+    proto = onnx.load(str(out_path))
+    onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(metadata)})
+    proto.doc_string = (
+        f"unetlab {spec['name']} segmentation model; input: {metadata['input']}; "
+        f"output: {metadata['output']}; classes: {', '.join(metadata['class_names'])}"
+    )
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out_path))
+    diff, shapes = verify_onnx(out_path, graph, geometry, in_channels, input_scale, ort)
+    if not diff <= tolerance:
+        raise UnetlabError(
+            f"ONNX Runtime output differs from torch by up to {diff:.3g} (tolerance "
+            f"{tolerance:g}) on random input",
+            out_path,
+            "the exported file is not trustworthy; try another --opset and report the model",
+        )
+    return ExportReport(
+        out_path,
+        diff,
+        shapes,
+        time.perf_counter() - started,
+        opset,
+        out_path.stat().st_size / 2**20,
+    )
+
+
+@torch.no_grad()
+def verify_onnx(
+    path: Path, graph: nn.Module, geometry: Geometry, in_channels: int, input_scale: float, ort
+) -> tuple[float, list[tuple[int, ...]]]:
+    """Largest ``|ORT - torch|`` over random raw inputs of two sizes and batch sizes (the second
+    proves the dynamic axes work)."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    first = geometry.input_size(geometry.output_size(geometry.multiple))
+    second = geometry.input_size(geometry.output_size(first - geometry.margin + 1))
+    shapes = [(1, in_channels, first, second), (2, in_channels, second, first)]
+    worst = 0.0
+    for shape in shapes:
+        x = torch.rand(*shape) * input_scale
+        expected = graph(x).numpy()
+        actual = session.run(None, {INPUT_NAME: x.numpy()})[0]
+        if actual.shape != expected.shape:
+            return float("inf"), shapes
+        worst = max(worst, float(np.abs(actual - expected).max()))
+    return worst, shapes
+
+
+def _require_onnx():
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as exc:
+        raise UnetlabError(
+            f"ONNX export needs the optional packages onnx and onnxruntime ({exc})",
+            hint="pip install 'unetlab[onnx]'",
+        ) from None
+    return onnx, onnxruntime

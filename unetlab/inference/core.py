@@ -1,0 +1,196 @@
+"""Whole-image prediction shared by the torch and the ONNX Runtime predictors (numpy only).
+
+A backend supplies two functions: ``prepare`` (a raw ``h x w x C`` image tile -> the ``C x h x w``
+float32 network input) and ``network`` (a float32 batch -> logits). Everything else is here, once:
+channel checks, padding to sizes the network accepts, batching same-sized images, automatic
+tiling of large images, test-time augmentation, and the labels/probabilities decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unetlab.errors import UnetlabError
+from unetlab.inference.decide import labels_from_logits, probabilities_from_logits
+from unetlab.inference.grid import Geometry
+from unetlab.inference.tiling import BatchNetwork, Prepare, TileReader, make_grid, predict_tiled
+
+Color = tuple[int, int, int]
+
+
+@dataclass
+class Prediction:
+    """One image's result: ``labels`` (``H x W`` uint8 class indices) and, when asked for,
+    ``probabilities`` (``max(K, 2) x H x W`` float32)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+@dataclass
+class PredictOptions:
+    """How to predict. ``tile``: network input side above which an image is predicted in
+    overlapping tiles (``overlap`` fraction, ``blend`` weights); ``tta``: False, "flips" or
+    "flips+rot90"; ``threshold``: for one-channel and two-class models; ``batch_size``: images
+    or tiles per forward pass; ``progress``: a progress bar for images of many tiles."""
+
+    tile: int = 512
+    overlap: float = 0.25
+    blend: str = "gaussian"
+    tta: bool | str = False
+    tta_space: str = "logits"
+    threshold: float = 0.5
+    batch_size: int = 4
+    progress: bool = True
+
+
+class ArrayPredictor:
+    """Predicts numpy images with any backend; see the module docstring."""
+
+    def __init__(
+        self,
+        network: BatchNetwork,
+        prepare: Prepare,
+        geometry: Geometry,
+        in_channels: int,
+        class_names: Sequence[str],
+        class_colors: Sequence[Sequence[int]] | None = None,
+        options: PredictOptions | None = None,
+    ):
+        self.options = options or PredictOptions()
+        self.geometry = geometry
+        self.in_channels = in_channels
+        self.class_names = list(class_names)
+        self.class_colors = [tuple(int(v) for v in c) for c in (class_colors or [])]
+        self.prepare = prepare
+        self._network = network
+        if self.options.tta:
+            from unetlab.inference.tta import with_tta
+
+            network = with_tta(network, self.options.tta, space=self.options.tta_space)
+        self.network = lambda batch: network(np.ascontiguousarray(batch, dtype=np.float32))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def check_image(self, image: np.ndarray, source: str | Path | None = None) -> np.ndarray:
+        """The image as ``H x W x C`` with the model's channel count, or a clear error.
+
+        A gray image is repeated to 3 channels for an RGB model; an RGB image whose channels are
+        equal is used as gray for a 1-channel model; anything else that does not fit is refused.
+        """
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+            raise UnetlabError(
+                f"expected an H x W or H x W x C image, got shape {image.shape}", source
+            )
+        channels = image.shape[2]
+        if channels == self.in_channels:
+            return image
+        if channels == 1 and self.in_channels == 3:
+            return np.repeat(image, 3, axis=2)
+        if channels in (3, 4) and self.in_channels == 1 and _is_gray(image[:, :, :3]):
+            return image[:, :, :1]
+        if channels == 4 and self.in_channels == 3:
+            return image[:, :, :3]
+        raise UnetlabError(
+            f"the image has {channels} channel(s) but the model expects {self.in_channels}",
+            source,
+            "convert the image (e.g. to grayscale or RGB) to what the model was trained on",
+        )
+
+    def needs_tiles(self, height: int, width: int) -> bool:
+        """Whether the network input for the whole image would exceed the tile size."""
+        geometry = self.geometry
+        return max(geometry.input_size(geometry.output_size(s)) for s in (height, width)) > (
+            self.options.tile
+        )
+
+    def tile_count(self, height: int, width: int) -> int:
+        return make_grid(
+            height, width, self.geometry, self.options.tile, self.options.overlap
+        ).count
+
+    def predict(
+        self, image: np.ndarray, probabilities: bool = False, source: str | Path | None = None
+    ) -> Prediction:
+        """Labels (and optionally probabilities) for one ``H x W (x C)`` image of any size."""
+        return self.predict_batch([image], probabilities, [source])[0]
+
+    def predict_batch(
+        self,
+        images: Sequence[np.ndarray],
+        probabilities: bool = False,
+        sources: Sequence[str | Path | None] | None = None,
+    ) -> list[Prediction]:
+        """Predict several images; same-sized ones share forward passes of ``batch_size``."""
+        sources = list(sources) if sources is not None else [None] * len(images)
+        checked = [self.check_image(im, src) for im, src in zip(images, sources, strict=True)]
+        results: list[Prediction | None] = [None] * len(checked)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(checked):
+            if self.needs_tiles(*image.shape[:2]):
+                results[index] = self._predict_tiled(image, probabilities)
+            else:
+                groups.setdefault(image.shape, []).append(index)
+        size = self.options.batch_size
+        for indices in groups.values():
+            for start in range(0, len(indices), size):
+                chunk = indices[start : start + size]
+                logits = self.logits_whole([checked[i] for i in chunk])
+                for i, image_logits in zip(chunk, logits, strict=True):
+                    results[i] = self._decide(image_logits, probabilities)
+        return results  # type: ignore[return-value]
+
+    def logits_whole(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """``N x K x H x W`` logits of same-sized images in one forward pass (mirror-padded)."""
+        height, width = images[0].shape[:2]
+        geometry = self.geometry
+        start = -geometry.offset
+        rows = (start, start + geometry.input_size(geometry.output_size(height)))
+        cols = (start, start + geometry.input_size(geometry.output_size(width)))
+        batch = np.stack([TileReader(im, True, self.prepare)(rows, cols) for im in images])
+        logits = np.asarray(self.network(batch), dtype=np.float32)
+        return logits[:, :, :height, :width]
+
+    def logits(self, image: np.ndarray, source: str | Path | None = None) -> np.ndarray:
+        """``K x H x W`` float32 logits of one image (tiled when it is large)."""
+        image = self.check_image(image, source)
+        if self.needs_tiles(*image.shape[:2]):
+            return self._tiled(image, "logits")
+        return self.logits_whole([image])[0]
+
+    def _predict_tiled(self, image: np.ndarray, probabilities: bool) -> Prediction:
+        if probabilities:
+            return self._decide(self._tiled(image, "logits"), True)
+        return Prediction(self._tiled(image, "labels"))
+
+    def _tiled(self, image: np.ndarray, output: str) -> np.ndarray:
+        options = self.options
+        return predict_tiled(
+            self.network,
+            TileReader(image, channels_last=True, prepare=self.prepare),
+            self.geometry,
+            tile=options.tile,
+            overlap=options.overlap,
+            blend=options.blend,
+            batch_size=options.batch_size,
+            output=output,
+            threshold=options.threshold,
+            progress=options.progress and self.tile_count(*image.shape[:2]) >= 8,
+        )
+
+    def _decide(self, logits: np.ndarray, probabilities: bool) -> Prediction:
+        labels = labels_from_logits(logits, self.options.threshold)
+        return Prediction(labels, probabilities_from_logits(logits) if probabilities else None)
+
+
+def _is_gray(image: np.ndarray) -> bool:
+    return bool((image == image[:, :, :1]).all())

@@ -1,0 +1,124 @@
+"""Predict files into a folder: what ``unetlab predict`` does, as a Python function.
+
+For each image ``NAME.ext``: ``NAME_mask.png`` (palette PNG: the raw class index per pixel, shown
+in the class colours by any viewer) and ``NAME_overlay.png`` (colours blended on the image); for
+each video ``NAME_overlay.mp4``; and one ``legend.png`` with the class names and colours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from unetlab.inference.core import ArrayPredictor
+from unetlab.inference.inputs import InputFile
+from unetlab.inference.overlay import blend, class_fractions, legend, make_palette
+
+MAX_PIXELS = 2**31
+"""Largest image ``predict`` opens (Pillow refuses > 179 Mpx by default as a decompression-bomb
+guard); tiling keeps the network's memory bounded, so only the image itself must fit."""
+
+
+@dataclass
+class Written:
+    """One input and the files written for it."""
+
+    source: Path
+    outputs: list[Path]
+    size: tuple[int, int]  # height, width (video: frame size)
+    fractions: list[float] = field(default_factory=list)
+    frames: int = 0
+
+
+@contextmanager
+def allow_large_images(max_pixels: int = MAX_PIXELS) -> Iterator[None]:
+    """Let Pillow open images up to ``max_pixels`` inside the block."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels // 2  # Pillow refuses above twice this value
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def output_names(inputs: Sequence[InputFile]) -> list[str]:
+    """A unique file stem per input (``a.png`` twice from two folders -> ``a`` and ``a_2``)."""
+    used: dict[str, int] = {}
+    names = []
+    for item in inputs:
+        stem = item.path.stem
+        used[stem] = used.get(stem, 0) + 1
+        names.append(stem if used[stem] == 1 else f"{stem}_{used[stem]}")
+    return names
+
+
+def predict_files(
+    predictor: ArrayPredictor,
+    inputs: Sequence[InputFile],
+    out_dir: str | Path,
+    alpha: float = 0.5,
+    progress: bool = True,
+) -> tuple[list[Written], Path]:
+    """Predict every input into ``out_dir``; returns what was written per input and the legend.
+
+    Images go through ``predictor.predict_batch`` ``batch_size`` at a time (same-sized images
+    share forward passes; large ones are tiled).
+    """
+    from unetlab.data.io import read_image, write_mask
+    from unetlab.inference.video import predict_video
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    palette = make_palette(predictor.class_colors)
+    names = dict(zip((item.path for item in inputs), output_names(inputs), strict=True))
+    written: list[Written] = []
+    images = [item for item in inputs if item.kind == "image"]
+    batch_size = max(1, predictor.options.batch_size)
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        with allow_large_images():
+            pixels = [read_image(item.path) for item in chunk]
+        predictions = predictor.predict_batch(pixels, sources=[item.path for item in chunk])
+        for item, image, prediction in zip(chunk, pixels, predictions, strict=True):
+            name = names[item.path]
+            mask_path = write_mask(
+                out_dir / f"{name}_mask.png", prediction.labels, palette.tolist()
+            )
+            overlay_path = out_dir / f"{name}_overlay.png"
+            Image.fromarray(blend(image, prediction.labels, palette, alpha)).save(overlay_path)
+            fractions = class_fractions(prediction.labels, predictor.num_classes)
+            written.append(
+                Written(item.path, [mask_path, overlay_path], image.shape[:2], fractions)
+            )
+    for item in inputs:
+        if item.kind == "video":
+            suffix = ".avi" if item.path.suffix.lower() == ".avi" else ".mp4"
+            result = predict_video(
+                predictor,
+                item.path,
+                out_dir / f"{names[item.path]}_overlay{suffix}",
+                alpha,
+                progress,
+            )
+            written.append(
+                Written(item.path, [result.path], result.size[::-1], frames=result.frames)
+            )
+    legend_path = out_dir / "legend.png"
+    totals = _mean_fractions(written, predictor.num_classes)
+    Image.fromarray(legend(predictor.class_names, palette, totals)).save(legend_path)
+    return written, legend_path
+
+
+def _mean_fractions(written: Sequence[Written], num_classes: int) -> list[float] | None:
+    """Pixel-weighted class fractions over all predicted images (None when there were none)."""
+    weighted = [(w.fractions, w.size[0] * w.size[1]) for w in written if w.fractions]
+    if not weighted:
+        return None
+    total = sum(pixels for _, pixels in weighted)
+    sums = np.sum([np.asarray(f) * pixels for f, pixels in weighted], axis=0)
+    return (sums / total).tolist()[:num_classes]

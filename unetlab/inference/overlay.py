@@ -1,0 +1,101 @@
+"""Make predictions visible: class colours, colour masks, overlays on the image, a legend.
+
+Index masks hold 0, 1, 2 ... and look black in an image viewer (the most reported "my prediction
+is empty" confusion); these helpers turn them into colours. numpy and Pillow only, no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from unetlab.data.colors import voc_colormap
+
+ROWS_PER_CHUNK = 1024  # overlays of huge images are blended in row chunks (bounded memory)
+
+
+def make_palette(colors: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """``256 x 3`` uint8 colours: the given class colours first, the VOC colour map after."""
+    palette = np.array(voc_colormap(256), dtype=np.uint8)
+    for index, color in enumerate(list(colors or [])[:256]):
+        palette[index] = [int(v) for v in color[:3]]
+    return palette
+
+
+def to_display(image: np.ndarray) -> np.ndarray:
+    """Any ``H x W (x C)`` uint8/uint16/float image as ``H x W x 3`` uint8 RGB for viewing."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """``H x W`` labels -> ``H x W x 3`` uint8 colours."""
+    return palette[labels]
+
+
+def blend(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
+    """The image with class colours laid over it: ``(1 - alpha) * image + alpha * colour``.
+
+    ``alpha`` 0 shows the image, 1 the colour mask. Computed in integers, in row chunks, so a
+    20000 x 20000 image needs no float copy.
+    """
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    picture = to_display(image)
+    if picture.shape[:2] != labels.shape:
+        raise ValueError(f"image {picture.shape[:2]} and labels {labels.shape} differ in size")
+    weight = round(alpha * 256)
+    for start in range(0, len(labels), ROWS_PER_CHUNK):
+        rows = slice(start, start + ROWS_PER_CHUNK)
+        colors = palette[labels[rows]].astype(np.uint16)
+        mixed = (picture[rows].astype(np.uint16) * (256 - weight) + colors * weight + 128) >> 8
+        picture[rows] = mixed.astype(np.uint8)
+    return picture
+
+
+def legend(
+    class_names: Sequence[str],
+    palette: np.ndarray,
+    fractions: Sequence[float] | None = None,
+    row_height: int = 28,
+) -> np.ndarray:
+    """A legend image: one row per class with its colour swatch, index, name and (optionally)
+    the fraction of predicted pixels."""
+    try:
+        font = ImageFont.load_default(size=row_height * 4 // 7)  # scalable (Pillow >= 10.1)
+    except TypeError:
+        font = ImageFont.load_default()
+    lines = [
+        f"{index}  {name}" + (f"  {100 * fractions[index]:.1f}%" if fractions is not None else "")
+        for index, name in enumerate(class_names)
+    ]
+    text_width = max(int(font.getlength(line)) for line in lines) if lines else 0
+    width = row_height * 2 + text_width + 12
+    canvas = Image.new("RGB", (width, row_height * max(len(lines), 1) + 4), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row, line in enumerate(lines):
+        top = 2 + row * row_height
+        color = tuple(int(v) for v in palette[row])
+        draw.rectangle(
+            [4, top + 2, 4 + row_height * 2 - 8, top + row_height - 4], fill=color, outline="black"
+        )
+        draw.text(
+            (row_height * 2 + 4, top + row_height // 2), line, fill="black", font=font, anchor="lm"
+        )
+    return np.asarray(canvas)
+
+
+def class_fractions(labels: np.ndarray, num_classes: int) -> list[float]:
+    """Fraction of pixels predicted as each class."""
+    counts = np.bincount(labels.ravel(), minlength=num_classes)[:num_classes]
+    return (counts / max(labels.size, 1)).tolist()
