@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,21 +88,52 @@ def export_onnx(
     Raises:
         UnetlabError: a missing optional dependency, a failed export, or outputs that differ.
     """
-    onnx, ort = _require_onnx()
     from unetlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
-    started = time.perf_counter()
     ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt)
-    spec = ckpt["model"]
     data = ckpt.get("data") or {}
-    in_channels = int(spec["in_channels"])
+    in_channels = int(ckpt["model"]["in_channels"])
     norm = (
         Normalization.from_dict(data)
         if "mean" in data and "std" in data
         else Normalization.default_for(in_channels)
     )
-    graph = NormalizedModel(model, norm, input_scale).eval()
+    return export_model(
+        model_from_checkpoint(ckpt),
+        out_path,
+        spec=ckpt["model"],
+        normalization=norm,
+        class_names=data.get("class_names"),
+        class_colors=data.get("class_colors"),
+        opset=opset,
+        input_scale=input_scale,
+        threshold=threshold,
+        tolerance=tolerance,
+        source=ckpt.get("path"),
+    )
+
+
+def export_model(
+    model: nn.Module,
+    out_path: str | Path,
+    *,
+    spec: dict[str, Any],
+    normalization: Normalization,
+    class_names: list[str] | None = None,
+    class_colors: list | None = None,
+    opset: int = DEFAULT_OPSET,
+    input_scale: float = 255.0,
+    threshold: float = 0.5,
+    tolerance: float = 1e-4,
+    source: str | Path | None = None,
+) -> ExportReport:
+    """Export a model in memory (``spec`` as in a checkpoint: name, num_classes, in_channels,
+    options); see :func:`export_onnx`."""
+    onnx, ort = _require_onnx()
+    started = time.perf_counter()
+    model = model.eval()
+    in_channels = int(spec["in_channels"])
+    graph = NormalizedModel(model, normalization, input_scale).eval()
     geometry = model_geometry(model)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,20 +141,22 @@ def export_onnx(
     sample = torch.rand(1, in_channels, side, side) * input_scale
     dynamic = {0: "batch", 2: "height", 3: "width"}
     try:
-        torch.onnx.export(
-            graph,
-            (sample,),
-            str(out_path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
-            opset_version=opset,
-            dynamo=False,
-        )
+        with warnings.catch_warnings():  # the classic exporter's deprecation notice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                graph,
+                (sample,),
+                str(out_path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+                opset_version=opset,
+                dynamo=False,
+            )
     except Exception as exc:
         raise UnetlabError(
             f"ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0]})",
-            ckpt.get("path"),
+            source,
             "try another --opset (e.g. 13 to 18); rerun with --debug for the traceback",
         ) from exc
     num_outputs = int(spec["num_classes"])
@@ -134,10 +169,10 @@ def export_onnx(
             "in_channels": in_channels,
             "options": spec.get("options", {}),
         },
-        "class_names": list(data.get("class_names") or default_class_names(num_outputs)),
-        "class_colors": [list(c) for c in data.get("class_colors") or []],
-        "mean": list(norm.mean),
-        "std": list(norm.std),
+        "class_names": list(class_names or default_class_names(num_outputs)),
+        "class_colors": [list(c) for c in class_colors or []],
+        "mean": list(normalization.mean),
+        "std": list(normalization.std),
         "input_scale": float(input_scale),
         "geometry": geometry.to_dict(),
         "size_multiple": geometry.multiple,

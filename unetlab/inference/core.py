@@ -67,12 +67,16 @@ class ArrayPredictor:
         self.class_names = list(class_names)
         self.class_colors = [tuple(int(v) for v in c) for c in (class_colors or [])]
         self.prepare = prepare
-        self._network = network
+
+        # backends need C-contiguous float32 (TTA's flips and rotations hand over views)
+        def contiguous(batch: np.ndarray) -> np.ndarray:
+            return network(np.ascontiguousarray(batch, dtype=np.float32))
+
+        self.network: BatchNetwork = contiguous
         if self.options.tta:
             from unetlab.inference.tta import with_tta
 
-            network = with_tta(network, self.options.tta, space=self.options.tta_space)
-        self.network = lambda batch: network(np.ascontiguousarray(batch, dtype=np.float32))
+            self.network = with_tta(contiguous, self.options.tta, space=self.options.tta_space)
 
     @property
     def num_classes(self) -> int:
