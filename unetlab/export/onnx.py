@@ -139,20 +139,8 @@ def export_model(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     side = geometry.input_size(geometry.output_size(max(64, geometry.multiple)))
     sample = torch.rand(1, in_channels, side, side) * input_scale
-    dynamic = {0: "batch", 2: "height", 3: "width"}
     try:
-        with warnings.catch_warnings():  # the classic exporter's deprecation notice
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                graph,
-                (sample,),
-                str(out_path),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
-                opset_version=opset,
-                dynamo=False,
-            )
+        write_graph(graph, sample, out_path, opset)
     except Exception as exc:
         raise UnetlabError(
             f"ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0]})",
@@ -204,6 +192,23 @@ def export_model(
         opset,
         out_path.stat().st_size / 2**20,
     )
+
+
+def write_graph(module: nn.Module, sample: torch.Tensor, path: Path, opset: int) -> None:
+    """``torch.onnx.export`` with dynamic batch, height and width (classic exporter)."""
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():  # the classic exporter's deprecation notices
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module,
+            (sample,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+            opset_version=opset,
+            dynamo=False,
+        )
 
 
 @torch.no_grad()

@@ -191,23 +191,13 @@ def _bench_exported(model, label, input_shape, batch, threads, runs, warmup) -> 
     """Export a torch model to a temporary ONNX file and time it with ONNX Runtime."""
     import torch
 
-    from unetlab.export.onnx import INPUT_NAME, OUTPUT_NAME
+    from unetlab.export.onnx import DEFAULT_OPSET, write_graph
     from unetlab.inference.forward import model_geometry
 
     shape = _legal_shape(model_geometry(model), input_shape, batch)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
-        dynamic = {0: "batch", 2: "height", 3: "width"}
-        torch.onnx.export(
-            model,
-            (torch.randn(*shape),),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
-            opset_version=17,
-            dynamo=False,
-        )
+        write_graph(model, torch.randn(*shape), path, DEFAULT_OPSET)
         return _bench_onnx(path, label, input_shape, batch, threads, runs, warmup, shape)
 
 
