@@ -138,9 +138,9 @@ def summarize(
         return hook
 
     leaves = [
-        (n, m)
+        (n or type(m).__name__, m)  # a bare layer is its own only leaf
         for n, m in model.named_modules()
-        if n and not any(True for _ in m.children()) and not isinstance(m, nn.Identity)
+        if not any(True for _ in m.children()) and not isinstance(m, nn.Identity)
     ]
     handles = [m.register_forward_hook(record(n)) for n, m in leaves]
     tensors = {
