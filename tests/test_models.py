@@ -320,6 +320,8 @@ def test_pad_to_multiple_mirrors_like_numpy_and_crops_back(height, width, multip
     assert abs(top - bottom) <= 1 and abs(left - right) <= 1  # the image stays centred
     assert torch.equal(crop_to(padded, pads), image)
     assert torch.equal(crop_to(padded, (height, width)), center_crop(padded, height, width))
+    mask = (image[0, 0] > 0).to(torch.uint8)  # a 2-D integer mask pads the same way
+    assert torch.equal(pad_to_multiple(mask, multiple)[0], (padded[0, 0] > 0).to(torch.uint8))
 
 
 @pytest.mark.parametrize(("height", "width", "depth"), [(37, 53, 2), (100, 64, 4)])

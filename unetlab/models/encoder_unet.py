@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +106,7 @@ class EncoderUNet(SegmentationModel):
         return y
 
 
-def _with_weights(model: EncoderUNet, pretrained: str | None) -> EncoderUNet:
+def _with_weights(model: EncoderUNet, pretrained: str | Path | None) -> EncoderUNet:
     """Load encoder weights if asked (``imagenet``: torchvision's checkpoint for the encoder)."""
     if pretrained:
         from unetlab.models.pretrained import load_encoder_weights
@@ -122,14 +123,14 @@ BUBBLIIIING_STAGES = tuple(
 
 
 @register_model("vgg16_unet")
-def vgg16_unet(num_classes: int, in_channels: int = 3, *, pretrained: str | None = None):
+def vgg16_unet(num_classes: int, in_channels: int = 3, *, pretrained: str | Path | None = None):
     """U-Net on a VGG16 encoder (levels at strides 1..16), bubbliiiing's decoder."""
     encoder = build_encoder("vgg16", in_channels)
     return _with_weights(EncoderUNet(encoder, BUBBLIIIING_STAGES, num_classes), pretrained)
 
 
 @register_model("resnet50_unet")
-def resnet50_unet(num_classes: int, in_channels: int = 3, *, pretrained: str | None = None):
+def resnet50_unet(num_classes: int, in_channels: int = 3, *, pretrained: str | Path | None = None):
     """U-Net on a ResNet-50 encoder (strides 2..32), bubbliiiing's decoder + a final up block."""
     encoder = build_encoder("resnet50", in_channels)
     stages = (*BUBBLIIIING_STAGES, DecoderStage(64, None))
@@ -141,7 +142,7 @@ def mobilenet_unet(
     num_classes: int,
     in_channels: int = 3,
     *,
-    pretrained: str | None = None,
+    pretrained: str | Path | None = None,
     level1_skip: bool = True,
 ):
     """U-Net on a MobileNetV2 encoder (strides 2..16) with the Keras conv+BN decoder."""

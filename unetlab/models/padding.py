@@ -123,6 +123,8 @@ def _pad(x: torch.Tensor, pads: Pads, mode: str) -> torch.Tensor:
     (reflect needs pad < side)."""
     if not any(pads):
         return x
+    if x.dim() == 2:  # F.pad mirrors only batched or channel-first images
+        return _pad(x[None], pads, mode)[0]
     h, w = x.shape[-2:]
     if mode == "reflect" and (max(pads[:2]) >= w or max(pads[2:]) >= h):
         mode = "replicate"
@@ -139,7 +141,8 @@ def _split(total: int) -> tuple[int, int]:
 def pad_to_multiple(
     x: torch.Tensor, multiple: int, mode: str = "reflect"
 ) -> tuple[torch.Tensor, Pads]:
-    """Pad the last two dims of ``x`` (``CxHxW`` or ``NxCxHxW``) up to multiples of ``multiple``.
+    """Pad the last two dims of ``x`` (``HxW``, ``CxHxW`` or ``NxCxHxW``) to multiples of
+    ``multiple``.
 
     The image is centred; borders are mirrored (``reflect``, the U-Net paper's choice, so the
     network sees plausible context instead of zeros), falling back to ``replicate`` for sides
