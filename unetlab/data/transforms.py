@@ -140,7 +140,7 @@ def _geometric_steps(config: AugmentConfig, patch: tuple[int, int] | None) -> li
             A.RandomScale(
                 scale_limit=(low - 1.0, high - 1.0),
                 interpolation=cv2.INTER_LINEAR,
-                mask_interpolation=cv2.INTER_NEAREST,
+                mask_interpolation=cv2.INTER_NEAREST_EXACT,  # INTER_NEAREST is off by 1/2 px
                 p=1.0,
             )
         )
