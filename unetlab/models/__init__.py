@@ -5,6 +5,8 @@
 ``resnet50_unet`` and ``mobilenet_unet``. Every model has ``size_multiple`` (input sides must
 be multiples of it) and ``spec`` (what a checkpoint stores to rebuild it); encoder models have an
 ``encoder`` submodule that :func:`load_encoder_weights` fills with ImageNet weights.
+:func:`summarize` tabulates layers, parameters and GFLOPs; :mod:`unetlab.models.padding` holds
+the input-size arithmetic and the pad/crop helpers for inference.
 """
 
 from unetlab.models import encoder_unet as _encoder_unet  # noqa: F401  (registers models)
@@ -22,12 +24,14 @@ from unetlab.models.padding import (
 )
 from unetlab.models.pretrained import LoadReport, load_encoder_weights
 from unetlab.models.registry import build_model, list_models, model_options, register_model
+from unetlab.models.summary import ModelSummary, summarize
 from unetlab.models.unet import UNet
 
 __all__ = [
     "DecoderStage",
     "EncoderUNet",
     "LoadReport",
+    "ModelSummary",
     "SegmentationModel",
     "UNet",
     "build_model",
@@ -40,6 +44,7 @@ __all__ = [
     "pad_for_valid",
     "pad_to_multiple",
     "register_model",
+    "summarize",
     "valid_input_size",
     "valid_output_size",
 ]

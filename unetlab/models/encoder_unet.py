@@ -26,6 +26,7 @@ from torch import nn
 from unetlab.models.base import SegmentationModel
 from unetlab.models.blocks import UpBlock, init_he
 from unetlab.models.encoders import Encoder, build_encoder
+from unetlab.models.pretrained import load_encoder_weights
 from unetlab.models.registry import register_model
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,6 @@ class EncoderUNet(SegmentationModel):
 def _with_weights(model: EncoderUNet, pretrained: str | Path | None) -> EncoderUNet:
     """Load encoder weights if asked (``imagenet``: torchvision's checkpoint for the encoder)."""
     if pretrained:
-        from unetlab.models.pretrained import load_encoder_weights
-
         source = model.encoder.weights_url if pretrained == "imagenet" else pretrained
         model.pretrained_report = load_encoder_weights(model, source)
         log.info("%s", model.pretrained_report)
