@@ -195,13 +195,10 @@ class ModelCard:
 
 
 def _palette(colors: Sequence[Sequence[int]] | None, num_classes: int) -> list[tuple[int, ...]]:
-    """The checkpoint's class colours, completed from the default palette where missing."""
-    from unetlab.inference.overlay import DEFAULT_PALETTE
+    """The checkpoint's class colours, completed like ``predict`` does (VOC colour map)."""
+    from unetlab.inference.overlay import make_palette
 
-    chosen = [tuple(int(c) for c in color) for color in (colors or [])][:num_classes]
-    defaults = [tuple(int(c) for c in color) for color in DEFAULT_PALETTE]
-    chosen += [defaults[i % len(defaults)] for i in range(len(chosen), num_classes)]
-    return chosen
+    return [tuple(int(c) for c in color) for color in make_palette(colors)[:num_classes]]
 
 
 def resolve_boundary_class(class_names: Sequence[str], boundary_class: int | str | None) -> int:

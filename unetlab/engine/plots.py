@@ -23,13 +23,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from unetlab import IGNORE_INDEX
 
-IGNORE_COLOR = (255, 255, 255)
-"""Colour of ignored (255) truth pixels in panels: white, never a class colour."""
-
 PANEL_MARGIN = 8
 PANEL_TITLES = ("image", "truth", "prediction")
 _FONT_SIZE = 12
-_SWATCH = 12
+_LEGEND_ROW = 20
 _MAX_ANNOTATED_CLASSES = 20  # beyond this, numbers in the confusion matrix are unreadable
 
 
@@ -166,46 +163,6 @@ def plot_confusion(
 # ---------------------------------------------------------------- panels
 
 
-def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """HxW or HxWxC image (uint8, uint16 or float in [0, 1]) -> HxWx3 uint8 for display."""
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim == 3:
-        array = array[:, :, :3]
-    if array.dtype == np.uint16:
-        array = (array.astype(np.float64) / 65535.0 * 255.0).round()
-    elif array.dtype != np.uint8:
-        array = np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255.0
-        array = array.round()
-    array = array.astype(np.uint8)
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    return array
-
-
-def colorize_labels(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """HxW class indices -> HxWx3 colours; ignored (255) pixels white, unknown classes black."""
-    from unetlab.inference.overlay import colorize
-
-    labels = np.asarray(labels)
-    known = labels < len(palette)
-    rgb = np.asarray(colorize(np.where(known, labels, 0).astype(np.uint8), palette), np.uint8)
-    rgb = rgb.copy()
-    rgb[~known] = 0
-    rgb[labels == IGNORE_INDEX] = IGNORE_COLOR
-    return rgb
-
-
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=_FONT_SIZE)
-
-
-def _text_width(draw: ImageDraw.ImageDraw, text: str, font) -> int:
-    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
-    return math.ceil(right - left)
-
-
 def panel_origin() -> tuple[int, int]:
     """(x, y) of the top-left corner of the first picture in a panel; picture ``i`` starts at
     ``x + i * (W + PANEL_MARGIN)``. Exposed so callers and tests can find the pictures."""
@@ -222,66 +179,49 @@ def save_panel(
 ) -> Path:
     """Save ``image | truth | prediction`` side by side with titles and a class legend below.
 
-    The three pictures keep their pixels (width ``3 * W + 4 * PANEL_MARGIN``, wider only when the
-    legend needs it); masks are coloured with ``palette``, ignored truth pixels are white.
+    The pictures keep their pixels (the panel is ``3 * W + 4 * PANEL_MARGIN`` wide, wider only
+    when the legend needs it). ``palette`` lists the class colours; classes beyond it and the
+    ignored truth pixels (255) get the colours ``predict`` gives them (the VOC colour map).
     """
+    from unetlab.inference.overlay import colorize, legend, make_palette, to_display
+
     truth, prediction = np.asarray(truth), np.asarray(prediction)
-    pictures = [
-        to_rgb8(image),
-        colorize_labels(truth, palette),
-        colorize_labels(prediction, palette),
-    ]
+    colors = make_palette(palette)
+    pictures = [to_display(image), colorize(truth, colors), colorize(prediction, colors)]
     h, w = pictures[0].shape[:2]
     if truth.shape != (h, w) or prediction.shape != (h, w):
         raise ValueError(
             f"panel parts differ in size: image {h}x{w}, truth {truth.shape}, "
             f"prediction {prediction.shape}"
         )
-    font = _font()
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(palette))]
-    entries = [(tuple(int(c) for c in palette[i]), names[i]) for i in range(len(names))]
-    if (truth == IGNORE_INDEX).any():
-        entries.append((IGNORE_COLOR, "ignored"))
-    entry_widths = [
-        _SWATCH + 4 + _text_width(measure, name, font) + 2 * PANEL_MARGIN for _, name in entries
-    ]
+    key = legend(names, colors, row_height=_LEGEND_ROW)
+    has_ignored = bool((truth == IGNORE_INDEX).any())
 
     x0, y0 = panel_origin()
-    width = max(3 * w + 4 * PANEL_MARGIN, max(entry_widths, default=0) + 2 * PANEL_MARGIN)
-    rows = _wrap(entry_widths, width - 2 * PANEL_MARGIN)
-    row_height = _SWATCH + 6
-    height = y0 + h + PANEL_MARGIN + len(rows) * row_height + PANEL_MARGIN
-
+    width = max(3 * w + 4 * PANEL_MARGIN, key.shape[1] + 2 * PANEL_MARGIN)
+    legend_top = y0 + h + PANEL_MARGIN
+    height = legend_top + key.shape[0] + PANEL_MARGIN + (_LEGEND_ROW if has_ignored else 0)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=_FONT_SIZE)
     for i, (title, picture) in enumerate(zip(PANEL_TITLES, pictures, strict=True)):
         x = x0 + i * (w + PANEL_MARGIN)
         draw.text((x, PANEL_MARGIN), title, fill=(0, 0, 0), font=font)
         canvas.paste(Image.fromarray(picture), (x, y0))
-    y = y0 + h + PANEL_MARGIN
-    for row in rows:
-        x = PANEL_MARGIN
-        for index in row:
-            color, name = entries[index]
-            draw.rectangle([x, y, x + _SWATCH - 1, y + _SWATCH - 1], fill=color, outline=(0, 0, 0))
-            draw.text((x + _SWATCH + 4, y - 1), name, fill=(0, 0, 0), font=font)
-            x += entry_widths[index]
-        y += row_height
+    canvas.paste(Image.fromarray(key), (PANEL_MARGIN, legend_top))
+    if has_ignored:  # a swatch like the legend's, without a class index
+        top, color = legend_top + key.shape[0], tuple(int(c) for c in colors[IGNORE_INDEX])
+        swatch = [
+            PANEL_MARGIN + 4,
+            top + 2,
+            PANEL_MARGIN + 2 * _LEGEND_ROW - 4,
+            top + _LEGEND_ROW - 4,
+        ]
+        draw.rectangle(swatch, fill=color, outline=(0, 0, 0))
+        text_at = (PANEL_MARGIN + 2 * _LEGEND_ROW + 4, top + _LEGEND_ROW // 2)
+        draw.text(text_at, "ignored (255)", fill=(0, 0, 0), font=font, anchor="lm")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
-
-
-def _wrap(widths: list[int], available: int) -> list[list[int]]:
-    """Greedy line breaking of legend entries (indices) into rows no wider than ``available``."""
-    rows: list[list[int]] = [[]]
-    used = 0
-    for index, width in enumerate(widths):
-        if rows[-1] and used + width > available:
-            rows.append([])
-            used = 0
-        rows[-1].append(index)
-        used += width
-    return [row for row in rows if row]
