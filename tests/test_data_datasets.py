@@ -141,6 +141,21 @@ def test_weight_map_computed_once_per_id_and_warped_with_the_mask(shapes, monkey
     assert calls[0]["w0"] == 5 and calls[0]["object_classes"] == (1, 2)
 
 
+def test_precomputed_weight_maps_are_inherited_by_workers(shapes, monkeypatch):
+    from unetlab.losses import weight_map
+
+    monkeypatch.setattr(weight_map, "unet_weight_map", lambda mask, **o: mask * np.float32(2))
+    dataset = open_dataset(shapes, "val", weight_map=True)
+    dataset.precompute_weights()
+
+    def fail(mask, **options):
+        raise AssertionError("a worker recomputed a weight map")
+
+    monkeypatch.setattr(weight_map, "unet_weight_map", fail)  # forked workers inherit this
+    batches = list(make_loader(dataset, batch_size=3, shuffle=False, num_workers=1))
+    torch.testing.assert_close(batches[0]["weight"], batches[0]["mask"].float() * 2)
+
+
 def test_real_weight_map_is_the_losses_function_of_the_raw_mask(shapes):
     from unetlab.losses.weight_map import unet_weight_map
 

@@ -167,6 +167,16 @@ def test_0_255_dataset_gets_one_message_with_the_fix(root):
     assert f"unetlab data fix-binary {root / 'masks'}" in str(caught.value)
 
 
+def test_size_mismatch_from_exif_rotation_says_so(root):
+    image = np.asarray(Image.open(_image(root, 0)))[:, :20]  # 24 high, 20 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone photo "to be rotated 90 degrees for display"
+    Image.fromarray(image).save(_image(root, 0), exif=exif)
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(_mask(root, 0))  # drawn on the rotated view
+    with pytest.raises(DataFileError, match="EXIF rotation tag"):
+        check_dataset(root)
+
+
 def test_classes_txt_disagreeing_with_num_classes(root):
     with pytest.raises(DataFileError, match=r"classes\.txt names 4 classes but num_classes is 6"):
         check_dataset(root, num_classes=6)

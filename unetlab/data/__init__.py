@@ -31,7 +31,7 @@ _EXPORTS = {
     "make_shapes_dataset": "synthetic",
     "AugmentConfig": "transforms",
     "build_transform": "transforms",
-    "pad_to_multiple": "transforms",
+    "pad_sample_to_multiple": "transforms",
     "make_loader": "loader",
     "Normalization": "preprocess",
     "image_to_tensor": "preprocess",

@@ -145,6 +145,16 @@ class SegmentationDataset(Dataset):
             ).astype(np.float32)
         return self._weights[sample_id]
 
+    def precompute_weights(self) -> None:
+        """Compute every weight map now, in this process.
+
+        Call it before building a DataLoader: forked workers then inherit the maps instead of
+        each computing its own, again every epoch when workers are not persistent.
+        """
+        if self.weight_map is not None:
+            for index in range(len(self)):
+                self.weight(index, self.read(index)[1])
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, mask = self.read(index)
         weight = self.weight(index, mask) if self.weight_map is not None else None
