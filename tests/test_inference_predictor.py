@@ -147,6 +147,15 @@ def test_tta_option_matches_flipped_predictions(tmp_path: Path) -> None:
     np.testing.assert_allclose(predictor.predict(image, True).probabilities, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "options", [{"tile": 0}, {"overlap": 1.0}, {"threshold": 1.0}, {"tta": "spin"}, {"blend": "x"}]
+)
+def test_invalid_options_are_refused(tmp_path: Path, options: dict) -> None:
+    make_checkpoint(tmp_path)
+    with pytest.raises(UnetlabError, match=next(iter(options))):
+        Predictor.from_checkpoint(tmp_path, device="cpu", **options)
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UnetlabError, match="no checkpoint"):
         Predictor.from_checkpoint(tmp_path, device="cpu")
@@ -164,8 +173,10 @@ def test_palette_colorize_and_blend() -> None:
     np.testing.assert_array_equal(colorize(labels, palette), np.array(COLORS)[labels])
     np.testing.assert_array_equal(blend(image, labels, palette, 0.0), image)
     np.testing.assert_array_equal(blend(image, labels, palette, 1.0), np.array(COLORS)[labels])
+    original = image.copy()
     half = blend(image, labels, palette, 0.5).astype(int)
     assert np.abs(half - (image.astype(int) + np.array(COLORS)[labels]) / 2).max() <= 1
+    np.testing.assert_array_equal(image, original)  # the input image is left untouched
 
 
 def test_blend_of_gray_16_bit_image() -> None:

@@ -20,6 +20,7 @@ from unetlab.inference.grid import Geometry
 from unetlab.inference.tiling import BatchNetwork, Prepare, TileReader, make_grid, predict_tiled
 
 Color = tuple[int, int, int]
+BLENDS = ("gaussian", "linear", "constant")
 
 
 @dataclass
@@ -46,6 +47,25 @@ class PredictOptions:
     threshold: float = 0.5
     batch_size: int = 4
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        from unetlab.inference.tta import MODES, SPACES
+
+        problems = [
+            f"{name} {value!r} ({rule})"
+            for name, value, ok, rule in [
+                ("tile", self.tile, self.tile >= 1, "a positive number of pixels"),
+                ("overlap", self.overlap, 0 <= self.overlap < 1, "in [0, 1)"),
+                ("threshold", self.threshold, 0 < self.threshold < 1, "strictly in (0, 1)"),
+                ("batch_size", self.batch_size, self.batch_size >= 1, "at least 1"),
+                ("blend", self.blend, self.blend in BLENDS, f"one of {BLENDS}"),
+                ("tta", self.tta, self.tta in (False, True, *MODES), f"False, True or {MODES}"),
+                ("tta_space", self.tta_space, self.tta_space in SPACES, f"one of {SPACES}"),
+            ]
+            if not ok
+        ]
+        if problems:
+            raise UnetlabError(f"invalid prediction options: {'; '.join(problems)}")
 
 
 class ArrayPredictor:

@@ -69,7 +69,7 @@ def predict_files(
     Images go through ``predictor.predict_batch`` ``batch_size`` at a time (same-sized images
     share forward passes; large ones are tiled).
     """
-    from unetlab.data.io import read_image, write_mask
+    from unetlab.data.io import read_image
     from unetlab.inference.video import predict_video
 
     out_dir = Path(out_dir)
@@ -77,24 +77,37 @@ def predict_files(
     palette = make_palette(predictor.class_colors)
     names = dict(zip((item.path for item in inputs), output_names(inputs), strict=True))
     written: list[Written] = []
-    images = [item for item in inputs if item.kind == "image"]
-    batch_size = max(1, predictor.options.batch_size)
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        with allow_large_images():
-            pixels = [read_image(item.path) for item in chunk]
-        predictions = predictor.predict_batch(pixels, sources=[item.path for item in chunk])
-        for item, image, prediction in zip(chunk, pixels, predictions, strict=True):
-            name = names[item.path]
-            mask_path = write_mask(
-                out_dir / f"{name}_mask.png", prediction.labels, palette.tolist()
-            )
-            overlay_path = out_dir / f"{name}_overlay.png"
-            Image.fromarray(blend(image, prediction.labels, palette, alpha)).save(overlay_path)
-            fractions = class_fractions(prediction.labels, predictor.num_classes)
+    pending: list[tuple[InputFile, np.ndarray]] = []
+
+    def flush() -> None:
+        predictions = predictor.predict_batch(
+            [image for _, image in pending], sources=[item.path for item, _ in pending]
+        )
+        for (item, image), prediction in zip(pending, predictions, strict=True):
             written.append(
-                Written(item.path, [mask_path, overlay_path], image.shape[:2], fractions)
+                _write_image_outputs(
+                    predictor,
+                    item,
+                    image,
+                    prediction.labels,
+                    out_dir / names[item.path],
+                    palette,
+                    alpha,
+                )
             )
+        pending.clear()
+
+    for item in inputs:
+        if item.kind != "image":
+            continue
+        with allow_large_images():
+            image = read_image(item.path)
+        pending.append((item, image))
+        # a large image is tiled on its own; small ones share forward passes
+        if predictor.needs_tiles(*image.shape[:2]) or len(pending) >= predictor.options.batch_size:
+            flush()
+    if pending:
+        flush()
     for item in inputs:
         if item.kind == "video":
             suffix = ".avi" if item.path.suffix.lower() == ".avi" else ".mp4"
@@ -112,6 +125,24 @@ def predict_files(
     totals = _mean_fractions(written, predictor.num_classes)
     Image.fromarray(legend(predictor.class_names, palette, totals)).save(legend_path)
     return written, legend_path
+
+
+def _write_image_outputs(
+    predictor: ArrayPredictor,
+    item: InputFile,
+    image: np.ndarray,
+    labels: np.ndarray,
+    stem: Path,
+    palette: np.ndarray,
+    alpha: float,
+) -> Written:
+    from unetlab.data.io import write_mask
+
+    mask_path = write_mask(stem.with_name(f"{stem.name}_mask.png"), labels, palette.tolist())
+    overlay_path = stem.with_name(f"{stem.name}_overlay.png")
+    Image.fromarray(blend(image, labels, palette, alpha)).save(overlay_path)
+    fractions = class_fractions(labels, predictor.num_classes)
+    return Written(item.path, [mask_path, overlay_path], image.shape[:2], fractions)
 
 
 def _mean_fractions(written: Sequence[Written], num_classes: int) -> list[float] | None:

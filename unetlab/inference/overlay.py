@@ -51,16 +51,16 @@ def blend(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: flo
     """
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    picture = to_display(image)
-    if picture.shape[:2] != labels.shape:
-        raise ValueError(f"image {picture.shape[:2]} and labels {labels.shape} differ in size")
+    if image.shape[:2] != labels.shape:
+        raise ValueError(f"image {image.shape[:2]} and labels {labels.shape} differ in size")
     weight = round(alpha * 256)
+    out = np.empty((*labels.shape, 3), np.uint8)
     for start in range(0, len(labels), ROWS_PER_CHUNK):
         rows = slice(start, start + ROWS_PER_CHUNK)
+        picture = to_display(image[rows]).astype(np.uint16)
         colors = palette[labels[rows]].astype(np.uint16)
-        mixed = (picture[rows].astype(np.uint16) * (256 - weight) + colors * weight + 128) >> 8
-        picture[rows] = mixed.astype(np.uint8)
-    return picture
+        out[rows] = (picture * (256 - weight) + colors * weight + 128) >> 8
+    return out
 
 
 def legend(
