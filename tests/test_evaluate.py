@@ -375,6 +375,28 @@ def test_masks_with_classes_beyond_the_checkpoint_are_refused(tmp_path):
         evaluate(checkpoint, root, out_dir=tmp_path / "out")
 
 
+def test_a_batch_of_differently_sized_images_is_a_clear_error(tmp_path):
+    checkpoint = tiny_unet_checkpoint(tmp_path / "model.pt")
+    root = random_dataset(tmp_path / "data", n=2)
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(root / "images" / "s1.png")
+    Image.fromarray(np.zeros((12, 16), np.uint8)).save(root / "masks" / "s1.png")
+    with pytest.raises(UnetlabError, match="batch-size 1"):
+        evaluate(checkpoint, root, out_dir=tmp_path / "out", batch_size=2)
+    report = evaluate(checkpoint, root, out_dir=tmp_path / "out", batch_size=1)
+    assert report.confusion.sum() == 16 * 16 + 12 * 16
+
+
+def test_notes_name_other_dataset_classes_and_absent_classes(tmp_path):
+    checkpoint = tiny_unet_checkpoint(tmp_path / "model.pt", num_classes=3)
+    root = random_dataset(tmp_path / "data", num_classes=2)  # classes.txt: background, circle
+    report = evaluate(checkpoint, root, out_dir=tmp_path / "out", num_panels=0)
+    assert any("class list (background, circle) differs" in note for note in report.notes)
+    assert any("square never occur" in note for note in report.notes)
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["notes"] == report.notes
+    assert saved["per_class"][2]["recall"] is None  # undefined (NaN) is written as null
+
+
 def test_threshold_is_refused_for_a_multiclass_model(tmp_path):
     checkpoint = tiny_unet_checkpoint(tmp_path / "model.pt", num_classes=3)
     root = random_dataset(tmp_path / "data")

@@ -422,9 +422,18 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _notes(report: EvaluationReport, ignored_pixels: int) -> list[str]:
-    """Warnings a reader of the numbers needs: absent classes, probably-0/255 masks."""
+def _notes(
+    report: EvaluationReport, ignored_pixels: int, dataset_classes: Sequence[str] | None
+) -> list[str]:
+    """Warnings a reader of the numbers needs: other class names in the dataset, absent
+    classes, probably-0/255 masks."""
     notes = []
+    if dataset_classes and list(dataset_classes) != report.class_names:
+        notes.append(
+            f"the dataset's class list ({', '.join(dataset_classes)}) differs from the "
+            f"checkpoint's ({', '.join(report.class_names)}); mask values are read as the "
+            "checkpoint's classes"
+        )
     support = report.scores["support"]
     absent = [n for n, pixels in zip(report.class_names, support, strict=True) if not pixels]
     if absent:
@@ -441,6 +450,24 @@ def _notes(report: EvaluationReport, ignored_pixels: int) -> list[str]:
 
 
 # ---------------------------------------------------------------- evaluate
+
+
+def _one_size_collate(data_root: str | Path) -> Callable[[list[dict[str, Any]]], Any]:
+    """The default collate, with a clear error when the images of a batch differ in size."""
+    from torch.utils.data import default_collate
+
+    def collate(samples: list[dict[str, Any]]) -> Any:
+        sizes = {tuple(sample["image"].shape[-2:]) for sample in samples}
+        if len(sizes) > 1:
+            ids = ", ".join(str(sample["id"]) for sample in samples)
+            raise UnetlabError(
+                f"the images of one batch ({ids}) differ in size ({', '.join(map(str, sizes))})",
+                data_root,
+                "use --batch-size 1 for datasets whose images have different sizes",
+            )
+        return default_collate(samples)
+
+    return collate
 
 
 def default_out_dir(checkpoint_path: str | Path, split: str) -> Path:
@@ -495,7 +522,9 @@ def evaluate(
     )
     torch_device = resolve_device(str(device))
     model = model_from_checkpoint(checkpoint).to(torch_device)
-    loader = make_loader(dataset, batch_size=batch_size, shuffle=False, drop_last=False)
+    loader = make_loader(
+        dataset, batch_size=batch_size, shuffle=False, collate_fn=_one_size_collate(data_root)
+    )
 
     out = Path(out_dir) if out_dir is not None else default_out_dir(card.path, split)
     out.mkdir(parents=True, exist_ok=True)
@@ -534,7 +563,7 @@ def evaluate(
         out_dir=out,
         table=measured.matrix.format_table(card.class_names),
     )
-    report.notes = _notes(report, recorder.ignored_pixels)
+    report.notes = _notes(report, recorder.ignored_pixels, dataset.info.class_names)
     report.files["confusion matrix"] = plot_confusion(
         report.confusion, card.class_names, out / "confusion_matrix.png"
     )
