@@ -1,0 +1,375 @@
+"""The run configuration: one validated object, from a YAML file, a preset and the command line.
+
+Layers, later ones winning: built-in defaults < preset (``--preset`` or ``preset:`` in the file)
+< the YAML file < command-line options < ``--set key.sub=value`` overrides. Every section forbids
+unknown fields, so a typo (``optim.learning_rate``) stops the run with the field, the file it
+came from and the valid names, instead of being silently ignored. The resolved configuration
+(with the values read from the data filled in) is saved as ``RUN/config.yaml`` and inside every
+checkpoint; ``load_config(RUN/config.yaml)`` gives the same object back.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from unetlab.data.transforms import AugmentConfig
+from unetlab.errors import UnetlabError
+
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+BINARY_LOSSES = ("bce",)
+"""Losses for a one-output-channel (sigmoid) model: the binary convention of
+:mod:`unetlab.inference.postprocess` (metrics still count two classes)."""
+
+METRICS = ("miou", "val_loss", "pixel_acc", "train_loss")
+"""Metrics a run can select its best checkpoint by, besides ``iou_<class name>``."""
+
+
+class Section(BaseModel):
+    """A config section: unknown fields are errors, values are re-checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NormalizationConfig(Section):
+    """Per-channel mean and std in [0, 1] intensity units (see ``unetlab.data.preprocess``)."""
+
+    mean: list[float]
+    std: list[Annotated[float, Field(gt=0)]]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> NormalizationConfig:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values but std has {len(self.std)}")
+        return self
+
+
+class DataConfig(Section):
+    """Where the images are and how they are fed to the network."""
+
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    num_classes: PositiveInt | None = None  # None: read from the dataset
+    class_names: list[str] | None = None  # None: classes.txt of the dataset, else "class i"
+    patch_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 256  # training crop, H x W
+    batch_size: PositiveInt = 4  # per process: the global batch is batch_size x processes
+    val_batch_size: PositiveInt = 1
+    repeat: PositiveInt = 1  # passes over the training images per epoch (small datasets)
+    num_workers: Annotated[int, Field(ge=0)] = 2
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    normalization: NormalizationConfig | None = None  # None: Normalization.default_for(channels)
+
+    @property
+    def patch_hw(self) -> tuple[int, int]:
+        size = self.patch_size
+        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+class ModelConfig(Section):
+    """Which architecture (``unetlab.models.list_models()``) with which options."""
+
+    name: str = "unet"
+    options: dict[str, Any] = Field(default_factory=dict)
+    pretrained: str | None = None  # encoder weights: a path or URL, used when training starts
+    in_channels: PositiveInt | None = None  # None: from the images
+
+
+class WeightMapConfig(Section):
+    """The U-Net paper's per-pixel weights: class balance plus ``w0`` in gaps between objects."""
+
+    w0: NonNegativeFloat = 10.0
+    sigma: PositiveFloat = 5.0
+    object_classes: list[int] = Field(default_factory=lambda: [1])
+
+
+class LossConfig(Section):
+    """The loss (``unetlab.losses.build_loss``), class weights and the optional weight map."""
+
+    name: str = "ce"
+    options: dict[str, Any] = Field(default_factory=dict)
+    class_weights: Literal["auto"] | list[NonNegativeFloat] | None = None
+    class_weight_method: Literal["inverse", "median", "sqrt_inverse"] = "median"
+    weight_map: WeightMapConfig | None = None
+
+
+class OptimConfig(Section):
+    name: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 1e-4
+    momentum: NonNegativeFloat = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    grad_clip: PositiveFloat | None = None  # max total gradient norm
+
+
+class ScheduleConfig(Section):
+    """Learning rate over the run, updated every step (see :mod:`unetlab.engine.schedule`)."""
+
+    name: Literal["cosine", "step", "poly", "constant"] = "cosine"
+    warmup_epochs: NonNegativeFloat = 0.0
+    warmup_steps: Annotated[int, Field(ge=0)] = 0  # used when warmup_epochs is 0
+    step_size: PositiveFloat = 30.0  # epochs between drops (step)
+    gamma: PositiveFloat = 0.1  # factor per drop (step)
+    power: PositiveFloat = 0.9  # poly exponent
+    min_lr: NonNegativeFloat = 0.0
+
+
+class EarlyStoppingConfig(Section):
+    patience: PositiveInt = 10  # validations without improvement before stopping
+    min_delta: NonNegativeFloat = 0.0
+
+
+class TrainConfig(Section):
+    epochs: PositiveInt = 50
+    val_every: PositiveInt = 1
+    best_metric: str = "miou"
+    mode: Literal["auto", "max", "min"] = "auto"  # auto: min for losses, max otherwise
+    early_stopping: EarlyStoppingConfig | None = None
+    freeze_encoder_epochs: Annotated[int, Field(ge=0)] = 0
+    unfreeze_batch_size: PositiveInt | None = None
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # CUDA only; auto = bf16 or fp16
+    device: str = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    sync_bn: bool = False  # distributed CUDA runs only
+    time_limit_minutes: PositiveFloat | None = None
+    max_steps_per_epoch: PositiveInt | None = None
+    log_every: PositiveInt = 20  # steps between log lines when the output is not a terminal
+    num_predictions: Annotated[int, Field(ge=0)] = 4  # val images saved to predictions/
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ValueError(f"unknown device {value!r}: use auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("best_metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if value not in METRICS and not value.startswith("iou_"):
+            raise ValueError(
+                f"unknown metric {value!r}: use one of {', '.join(METRICS)} or iou_<class name>"
+            )
+        return value
+
+    @property
+    def maximize(self) -> bool:
+        return self.mode == "max" or (self.mode == "auto" and not self.best_metric.endswith("loss"))
+
+
+class RunConfig(Section):
+    """Everything a training run needs; ``unetlab train`` writes it to ``RUN/config.yaml``."""
+
+    name: str | None = None  # None: <dataset>-<model>, numbered if the folder exists
+    out_dir: str = "runs"
+    preset: str | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @property
+    def binary(self) -> bool:
+        """One sigmoid output channel (BCE) instead of a softmax over the classes."""
+        return self.loss.name in BINARY_LOSSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-able values (tuples become lists)."""
+        return self.model_dump(mode="json")
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+
+# ---------------------------------------------------------------- building a config from layers
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``; nested mappings merge, everything else is replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["optim.lr=0.01", "data.patch_size=[128, 96]"]`` -> a nested dict (YAML values)."""
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UnetlabError(
+                f"cannot read the override {item!r}",
+                hint="write --set section.field=value, e.g. --set optim.lr=0.01",
+            )
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise UnetlabError(f"the value in {item!r} is not valid YAML ({exc})") from None
+        parts = key.split(".")
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UnetlabError(f"the override {item!r} conflicts with another override")
+        node[parts[-1]] = value
+    return result
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path`` with a clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnetlabError("config file not found", path, "check the path")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UnetlabError(f"not a readable YAML file ({exc})", path, "fix the YAML") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise UnetlabError(
+            f"a config must be a mapping of sections, got {type(values).__name__}",
+            path,
+            "see 'unetlab train --help' and the presets in unetlab/presets for examples",
+        )
+    return values
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | None = None,
+    *,
+    preset: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    overrides: Iterable[str] = (),
+) -> RunConfig:
+    """Build a :class:`RunConfig` from a preset, a YAML file (or dict), options and overrides.
+
+    Args:
+        source: a YAML file, a dict of the same shape, or None for defaults only.
+        preset: a preset name (:func:`unetlab.presets.list_presets`); overrides the file's
+            ``preset:`` field.
+        options: nested values from command-line options (``{"train": {"epochs": 3}}``).
+        overrides: ``key.sub=value`` strings, applied last.
+
+    Raises:
+        UnetlabError: naming the field, where it came from and the valid choices.
+    """
+    from unetlab.presets import get_preset
+
+    if source is None:
+        file_values: dict[str, Any] = {}
+        origin = None
+    elif isinstance(source, Mapping):
+        file_values, origin = dict(source), None
+    else:
+        file_values, origin = read_yaml(source), Path(source)
+    layers = [
+        ("--set", parse_overrides(overrides)),
+        ("command-line options", dict(options or {})),
+        (str(origin) if origin else "the config", file_values),
+    ]
+    preset_name = preset or file_values.get("preset")
+    if preset_name:
+        layers.append((f"preset '{preset_name}'", get_preset(preset_name)))
+    merged: dict[str, Any] = {}
+    for _, values in reversed(layers):
+        merged = deep_merge(merged, values)
+    if preset_name:
+        merged["preset"] = preset_name
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise config_error(exc, layers) from None
+
+
+def config_error(exc: ValidationError, layers: list[tuple[str, dict]]) -> UnetlabError:
+    """A readable one-paragraph error from pydantic's, naming each bad field and its origin."""
+    messages: dict[str, list[str]] = {}
+    origins: list[str] = []
+    for error in exc.errors():
+        loc = _field_path(tuple(str(part) for part in error["loc"]))
+        field = ".".join(loc)
+        origin = next((name for name, values in layers if _lookup(values, loc)), None)
+        if origin and origin not in origins:
+            origins.append(origin)
+        if error["type"] == "extra_forbidden":
+            valid = _fields_at(loc[:-1])
+            close = difflib.get_close_matches(loc[-1], valid, n=1)
+            guess = f" (did you mean '{close[0]}'?)" if close else ""
+            text = f"unknown field{guess}; valid fields here: {', '.join(valid)}"
+        else:
+            shown = repr(error.get("input"))
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            text = f"{error['msg'].removeprefix('Value error, ')} (got {shown})"
+        if text not in messages.setdefault(field, []):
+            messages[field].append(text)
+    problems = [f"'{field}': {' or '.join(texts)}" for field, texts in messages.items()]
+    source = origins[0] if len(origins) == 1 and origins[0].endswith((".yaml", ".yml")) else None
+    where = "" if source else f" (from {', '.join(origins)})" if origins else ""
+    return UnetlabError(
+        f"invalid run configuration{where}: " + "; ".join(problems),
+        source,
+        "fix the field(s) named above; 'unetlab train --help' lists the options and "
+        "unetlab/engine/config.py documents every section",
+    )
+
+
+def _field_path(loc: tuple[str, ...]) -> tuple[str, ...]:
+    """The config field an error is about: pydantic's location without the union-branch labels
+    and list indices that follow a leaf field (``data.patch_size.int`` -> ``data.patch_size``)."""
+    path: list[str] = []
+    model: type[BaseModel] | None = RunConfig
+    for part in loc:
+        if model is None:
+            break
+        path.append(part)
+        field = model.model_fields.get(part)
+        model = _submodel(field.annotation) if field is not None else None
+    return tuple(path)
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``X``, ``X | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(loc: tuple[str, ...]) -> list[str]:
+    model: Any = RunConfig
+    for part in loc:
+        model = _submodel(model.model_fields[part].annotation) if model else None
+    return sorted(model.model_fields) if model else []
+
+
+def _lookup(values: Mapping[str, Any], loc: tuple[str, ...]) -> bool:
+    node: Any = values
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True

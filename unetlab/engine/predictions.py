@@ -1,0 +1,59 @@
+"""``RUN/predictions/``: what the trained model makes of a few validation images.
+
+For each of the first ``count`` images: ``<id>.png`` (image | truth | prediction panel with a
+class legend) and ``<id>_mask.png`` (the predicted index mask as a palette PNG, the format
+``unetlab predict`` writes). A glance at these tells more than a mIoU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unetlab.engine.builders import DataSpec
+
+
+@torch.no_grad()
+def save_predictions(
+    model: nn.Module,
+    dataset: Any,
+    spec: DataSpec,
+    out_dir: Path,
+    count: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+) -> list[Path]:
+    """Predict the first ``count`` items of ``dataset`` and write panel and mask PNGs."""
+    from unetlab.data.io import write_mask
+    from unetlab.engine.evaluate import _safe_name, denormalize
+    from unetlab.engine.plots import save_panel
+    from unetlab.inference.forward import predict_logits
+    from unetlab.inference.postprocess import logits_to_labels
+
+    was_training = model.training
+    model.eval()
+    written: list[Path] = []
+    try:
+        for index in range(min(count, len(dataset))):
+            sample = dataset[index]
+            image = sample["image"][None].to(device)
+            with torch.autocast(
+                device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+            ):
+                logits = predict_logits(model, image)
+            labels = logits_to_labels(logits)[0].cpu().numpy().astype("uint8")
+            name = _safe_name(sample["id"])
+            picture = denormalize(sample["image"], spec.normalization.mean, spec.normalization.std)
+            written.append(
+                save_panel(
+                    picture, sample["mask"].numpy(), labels, spec.class_colors,
+                    out_dir / f"{name}.png", spec.class_names,
+                )
+            )
+            written.append(write_mask(out_dir / f"{name}_mask.png", labels, spec.class_colors))
+    finally:
+        model.train(was_training)
+    return written
