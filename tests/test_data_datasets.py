@@ -211,6 +211,27 @@ def test_loader_batches_and_reproduces_with_workers(shapes):
     assert torch.equal(first[0]["image"], second[0]["image"])
 
 
+class _NumpyDraws(torch.utils.data.Dataset):
+    """Items drawn from numpy's global generator: what seed_worker must make reproducible."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        return int(np.random.randint(0, 2**31))
+
+
+def test_workers_seed_numpy_from_torch():
+    def draws(seed: int) -> list[int]:
+        torch.manual_seed(seed)
+        loader = make_loader(_NumpyDraws(), batch_size=1, shuffle=False, num_workers=2)
+        return [int(batch) for batch in loader]
+
+    first = draws(0)
+    assert first == draws(0) and first != draws(1)
+    assert first[0] != first[1]  # items 0 and 1 come from workers 0 and 1: different streams
+
+
 # ---------------------------------------------------------------- real data
 
 

@@ -214,7 +214,7 @@ def _gray_from_colour(array: np.ndarray, path: Path, mode: str) -> np.ndarray:
         more = ", ..." if len(found) > 4 else ""
         raise DataFileError(
             RGB_MASK,
-            f"{mode} colour mask ({len(found)} colours: {shown}{more}); unetlab needs one class "
+            f"{mode} colour mask ({len(found)} colour(s): {shown}{more}); unetlab needs one class "
             "index per pixel, not a colour",
             path,
             "convert it to an index mask: a palette ('P') or grayscale ('L') PNG whose pixel "
