@@ -92,7 +92,8 @@ def collect_confusion(
     device = torch.device(device)
     network = unwrap(model)
     matrix = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
-    loss_sum, num_images = 0.0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on device: no sync/batch
+    num_images = 0
     modes = {module: module.training for module in network.modules()}
     network.eval()
     try:
@@ -107,7 +108,8 @@ def collect_confusion(
                     if loss_fn is not None:
                         weight = batch.get("weight")
                         weight = None if weight is None else weight.to(device, non_blocking=True)
-                        loss_sum += float(loss_fn(logits, masks, weight=weight)) * len(images)
+                        loss = loss_fn(logits, masks, weight=weight)
+                        loss_sum += loss.detach().double() * len(images)
                 if num_output_classes(logits.shape[1]) != num_classes:
                     raise UnetlabError(
                         f"the model predicts {num_output_classes(logits.shape[1])} classes but "
@@ -123,14 +125,15 @@ def collect_confusion(
         for module, training in modes.items():
             module.train(training)
 
+    totals = torch.stack([loss_sum, torch.tensor(float(num_images), device=device).double()])
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         matrix.all_reduce()
-        backend_device = device if torch.distributed.get_backend() == "nccl" else "cpu"
-        totals = torch.tensor([loss_sum, num_images], dtype=torch.float64, device=backend_device)
+        on_cpu = torch.distributed.get_backend() != "nccl"
+        totals = totals.cpu() if on_cpu else totals
         torch.distributed.all_reduce(totals)
-        loss_sum, num_images = float(totals[0]), int(totals[1])
-    loss = loss_sum / num_images if loss_fn is not None and num_images else None
-    return Measurement(matrix=matrix, loss=loss, num_images=num_images)
+    total_loss, num_images = float(totals[0]), int(totals[1])
+    mean_loss = total_loss / num_images if loss_fn is not None and num_images else None
+    return Measurement(matrix=matrix, loss=mean_loss, num_images=num_images)
 
 
 # ---------------------------------------------------------------- what the checkpoint says
