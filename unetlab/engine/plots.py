@@ -94,7 +94,7 @@ def plot_curves(metrics_csv: str | Path, out_dir: str | Path) -> list[Path]:
             if log_scale and all(v > 0 for values in series.values() for v in values.values()):
                 ax.set_yscale("log")
             ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             ax.set_ylabel(ylabel)
             ax.grid(True, alpha=0.3)
             ax.legend()
