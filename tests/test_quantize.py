@@ -1,0 +1,171 @@
+"""int8 quantisation of exported models: runs under ONNX Runtime, keeps the metadata, agrees
+with the float model, and refuses bad calibration input clearly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import shared_dataset
+from PIL import Image
+
+from unetlab.data.preprocess import Normalization, image_to_tensor
+from unetlab.errors import UnetlabError
+from unetlab.export.onnx import export_model
+from unetlab.export.onnx_runtime import OnnxPredictor, read_metadata
+from unetlab.export.quantize import calibration_images, prepare_calibration_input, quantize_onnx
+from unetlab.models import build_model
+
+SPEC = {"name": "unet", "num_classes": 2, "in_channels": 3, "options": {"base": 4, "depth": 2}}
+NORM = Normalization.default_for(3)
+
+
+def disk_image(seed: int, side: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy bright disk on a dark background (uint8 RGB) and its 0/1 mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:side, :side]
+    cy, cx = rng.uniform(side * 0.3, side * 0.7, 2)
+    radius = rng.uniform(side * 0.15, side * 0.3)
+    mask = ((yy - cy) ** 2 + (xx - cx) ** 2 < radius**2).astype(np.uint8)
+    image = 40 + 160 * mask[:, :, None] + rng.normal(0, 12, (side, side, 3))
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def trained_tiny_model() -> torch.nn.Module:
+    """A base-4 U-Net fitted for a few steps to find the disks, so its decisions mean something."""
+    model = build_model(SPEC["name"], 2, in_channels=3, **SPEC["options"])
+    pairs = [disk_image(seed) for seed in range(4)]
+    x = torch.stack([image_to_tensor(image, NORM) for image, _ in pairs])
+    y = torch.stack([torch.from_numpy(mask.astype(np.int64)) for _, mask in pairs])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(30):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("quant")
+    torch.manual_seed(0)
+    model = trained_tiny_model()
+    path = folder / "model.onnx"
+    export_model(model, path, spec=SPEC, normalization=NORM, class_names=["bg", "disk"])
+    calibration = [disk_image(seed)[0] for seed in range(10, 14)]
+    int8 = quantize_onnx(path, folder / "model.int8.onnx", calibration, num_images=3)
+    return model, path, int8
+
+
+def test_quantized_model_runs_keeps_metadata_and_is_int8(exported):
+    _, path, report = exported
+    fp32_meta, int8_meta = read_metadata(path), read_metadata(report.path)
+    quant = int8_meta.pop("quantization")
+    assert int8_meta == fp32_meta
+    assert quant["calibration_images"] == 3 and quant["format"] == "QDQ"
+    assert report.num_images == 3 and report.input_shapes == [(1, 3, 64, 64)] * 3
+    graph = onnx.load(str(report.path)).graph
+    ops = {node.op_type for node in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # every convolution's weight arrives through a DequantizeLinear of an int8 initializer
+    dequantized = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    dtypes = {t.name: t.data_type for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert len(convs) == 2 * 3 + 2 * 2 + 2 + 1  # depth 2: 3 conv blocks down, 2 up, 2 ups, head
+    assert all(dtypes[dequantized[n.input[1]]] == onnx.TensorProto.INT8 for n in convs)
+
+
+def test_quantized_labels_agree_with_torch_on_most_pixels(exported):
+    model, path, report = exported
+    image, mask = disk_image(99)
+    with torch.no_grad():
+        reference = model(image_to_tensor(image, NORM)[None])[0].argmax(0).numpy()
+    assert (reference == mask).mean() > 0.9  # the float model really learned the task
+    fp32 = OnnxPredictor(path, progress=False).predict(image).labels
+    int8 = OnnxPredictor(report.path, progress=False).predict(image).labels
+    assert (fp32 == reference).mean() == 1.0
+    agreement = (int8 == reference).mean()
+    assert agreement > 0.95, f"int8 labels agree with torch on only {agreement:.1%} of pixels"
+
+
+def test_no_calibration_images_is_a_clear_error(exported, tmp_path):
+    _, path, _ = exported
+    with pytest.raises(UnetlabError, match="calibration images"):
+        quantize_onnx(path, tmp_path / "q.onnx", [])
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_file_without_unetlab_metadata_is_refused(tmp_path):
+    plain = tmp_path / "plain.onnx"
+    model = torch.nn.Conv2d(3, 2, 1).eval()
+    torch.onnx.export(model, (torch.zeros(1, 3, 8, 8),), str(plain), dynamo=False)
+    with pytest.raises(UnetlabError, match="not exported by unetlab"):
+        quantize_onnx(plain, tmp_path / "q.onnx", [np.zeros((8, 8, 3), np.uint8)])
+
+
+def test_already_quantized_and_unknown_method_are_refused(exported, tmp_path):
+    _, path, report = exported
+    image = [disk_image(0)[0]]
+    with pytest.raises(UnetlabError, match="already quantised"):
+        quantize_onnx(report.path, tmp_path / "q.onnx", image)
+    with pytest.raises(UnetlabError, match="unknown calibration method"):
+        quantize_onnx(path, tmp_path / "q.onnx", image, method="median")
+
+
+def test_calibration_from_a_dataset_folder(exported, tmp_path):
+    _, path, _ = exported
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "splits").mkdir()
+    for i in range(3):
+        image, mask = disk_image(i, side=70)
+        Image.fromarray(image[:, :50]).save(root / "images" / f"s{i}.png")
+        Image.fromarray(mask[:, :50]).save(root / "masks" / f"s{i}.png")
+    (root / "splits" / "train.txt").write_text("s0\ns2\n")
+    (root / "splits" / "val.txt").write_text("s1\n")
+    report = quantize_onnx(path, tmp_path / "q.onnx", root, split="train", num_images=8)
+    # 70 x 50 images, sides must be multiples of 4 (depth 2): centred 68 x 48 windows
+    assert report.input_shapes == [(1, 3, 68, 48)] * 2
+    meta = json.loads(
+        {p.key: p.value for p in onnx.load(str(report.path)).metadata_props}["unetlab"]
+    )
+    assert meta["quantization"]["calibration_images"] == 2
+
+
+def test_calibration_input_is_the_raw_pixel_window_the_graph_takes():
+    meta = {
+        "model": {"in_channels": 3},
+        "geometry": {"multiple": 16, "margin": 0, "out_residue": 0, "min_output": 16},
+        "input_scale": 255.0,
+    }
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 65536, (70, 50, 3), dtype=np.uint16)
+    x = prepare_calibration_input(image, meta, max_side=64)
+    # 64 x 48 is the largest window of multiples of 16; centred: rows 3..66, columns 1..48
+    expected = image[3:67, 1:49].transpose(2, 0, 1)[None] * (255.0 / 65535.0)
+    assert x.dtype == np.float32 and x.shape == (1, 3, 64, 48)
+    np.testing.assert_allclose(x, expected, rtol=1e-6)
+    gray = rng.integers(0, 256, (10, 16), dtype=np.uint8)
+    # smaller than the multiple: mirror-padded (reflect) to 16 rows, gray repeated to RGB
+    padded = prepare_calibration_input(gray, meta, max_side=64)
+    rows = np.pad(gray, ((3, 3), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(padded[0, 1], rows.astype(np.float32))
+    with pytest.raises(UnetlabError, match="2 channel"):
+        prepare_calibration_input(np.zeros((16, 16, 2), np.uint8), meta, max_side=64)
+
+
+def test_calibration_images_from_the_isbi_training_split():
+    root = shared_dataset("isbi2012")
+    images = calibration_images(root, "train", 2)
+    meta = {
+        "model": {"in_channels": 1},
+        "geometry": {"multiple": 16, "margin": 0, "out_residue": 0, "min_output": 16},
+    }
+    x = prepare_calibration_input(images[0], meta, max_side=512)
+    assert len(images) == 2 and x.shape == (1, 1, 512, 512)
+    assert x.max() <= 255.0 and x.max() > 100  # raw 8-bit pixel values, not normalised
