@@ -29,13 +29,15 @@ def tiny_dataset(root: Path, n_train: int = 8, n_val: int = 4, num_classes: int 
                                num_classes=num_classes)
 
 
-def tiny_config(data: Path, out: Path, overrides: tuple[str, ...] = (), **sections) -> RunConfig:
+def tiny_config(
+    data_root: Path, out: Path, overrides: tuple[str, ...] = (), **sections
+) -> RunConfig:
     """A 2-epoch CPU run of a base-4 U-Net on 32 px images: seconds, not minutes."""
     base = {
         "name": "tiny",
         "out_dir": str(out),
         "data": {
-            "root": str(data),
+            "root": str(data_root),
             "patch_size": 32,
             "batch_size": 2,
             "num_workers": 0,

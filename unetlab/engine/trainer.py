@@ -503,9 +503,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _payload(self, partial: bool, metrics: dict[str, Any] | None) -> dict[str, Any]:
+    def _payload(
+        self, partial: bool, metrics: dict[str, Any] | None, rng: list[Any] | None
+    ) -> dict[str, Any]:
         state = self.state
-        rng = dist_utils.gather_objects(self.context, capture_rng())
         position = {
             "step_in_epoch": state.step_in_epoch if partial else 0,
             "loss_sum": state.loss_sum if partial else 0.0,
@@ -519,22 +520,26 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "epoch": state.epoch,
             "global_step": state.global_step,
-            "best_metric": {"name": self.cfg.train.best_metric, "value": state.best,
-                            "epoch": state.best_epoch},
+            "best_metric": state.best,  # value of train.best_metric at best_epoch
             "metrics": dict(metrics or (state.history[-1] if state.history else {})),
             "history": [dict(row) for row in state.history],
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {"name": self.cfg.schedule.name, "elapsed": state.elapsed},
             "scaler": self.scaler.state_dict(),
             "rng": rng,
-            "early_stopping": {"best": state.best, "best_epoch": state.best_epoch,
-                               "bad_validations": state.bad_validations},
+            "early_stopping": {
+                "metric": self.cfg.train.best_metric,
+                "best": state.best,
+                "best_epoch": state.best_epoch,
+                "bad_validations": state.bad_validations,
+            },
             "position": position,
         }
 
     def _save_last(self, partial: bool, metrics: dict[str, Any] | None = None) -> None:
         self._check_weights_finite()
-        payload = self._payload(partial, metrics)
+        rng = dist_utils.gather_objects(self.context, capture_rng())  # every rank's generators
+        payload = self._payload(partial, metrics, rng)
         if self.main:
             save_checkpoint(payload, self.last_path)
             write_metrics_csv(self.run_dir / "metrics.csv", self.state.history)
@@ -542,7 +547,7 @@ class Trainer:
 
     def _save_best(self, metrics: dict[str, Any]) -> None:
         if self.main:
-            payload = self._payload(False, metrics)
+            payload = self._payload(False, metrics, rng=None)
             payload.pop("optimizer")  # best.pt is for using the model, not for resuming
             save_checkpoint(payload, self.best_path)
 
