@@ -6,8 +6,8 @@ image), the peak during prediction, the peak numpy allocation seen by tracemallo
 the tile count. The image is random uint8 RGB; the model a unetlab ``unet`` with random weights
 (the memory of the blending buffers does not depend on the weights).
 
-    python benchmarks/tiled_memory.py                         # 8192 x 8192, base 8, labels
-    python benchmarks/tiled_memory.py --base 64 --batch 1     # the classic width
+    python benchmarks/tiled_memory.py                         # 8192 x 8192, base 8, batch 1
+    python benchmarks/tiled_memory.py --base 64 --size 2048   # the classic width
     python benchmarks/tiled_memory.py --output logits         # keep the full float logits
 """
 
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=2)
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=float, default=0.25)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--output", choices=["labels", "logits"], default="labels")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")

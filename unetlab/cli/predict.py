@@ -86,10 +86,11 @@ def load_predictor(model: str, backend: str, device: str, **options: Any):
 )
 @click.option(
     "--batch-size",
-    default=4,
+    default=1,
     show_default=True,
     type=click.IntRange(1),
-    help="Images, tiles or video frames per forward pass.",
+    help="Images, tiles or video frames per forward pass (raise it on a GPU; on a CPU it "
+    "mostly costs memory).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option(

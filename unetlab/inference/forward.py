@@ -95,7 +95,7 @@ def predict_logits(
     tta: bool | str = False,
     tta_space: str = "logits",
     blend: str = "gaussian",
-    batch_size: int = 4,
+    batch_size: int = 1,
     geometry: Geometry | None = None,
     progress: bool = False,
 ) -> torch.Tensor:

@@ -152,7 +152,7 @@ def predict_tiled(
     overlap: float = 0.25,
     blend: str = "gaussian",
     trim: int = 0,
-    batch_size: int = 4,
+    batch_size: int = 1,
     output: str = "logits",
     threshold: float = 0.5,
     dtype: np.dtype | type = np.float32,
@@ -274,7 +274,7 @@ def predict_tiled_tensor(
     overlap: float = 0.25,
     blend: str = "gaussian",
     trim: int = 0,
-    batch_size: int = 4,
+    batch_size: int = 1,
     progress: bool = False,
 ):
     """Tiled logits ``N x K x H x W`` for normalised torch images ``N x C x H x W``.
