@@ -137,3 +137,43 @@ def test_schedules_against_hand_computed_values():
     assert lr_at(cos, 1.0, 2.0, 10, 2.0) == pytest.approx(1.0)
     assert lr_at(cos, 1.0, 6.0, 10, 2.0) == pytest.approx(0.55)
     assert lr_at(_Schedule("constant"), 0.3, 7.0, 10, 0) == 0.3
+    # a time budget half used up: the decay is at least halfway, warm-up still counts epochs
+    assert lr_at(cos, 1.0, 1.0, 10, 0, time_fraction=0.5) == pytest.approx(0.55)
+    assert lr_at(cos, 1.0, 8.0, 10, 0, time_fraction=0.5) == lr_at(cos, 1.0, 8.0, 10, 0)
+    assert lr_at(cos, 1.0, 1.0, 100, 2.0, time_fraction=0.9) == pytest.approx(0.5)
+    assert lr_at(step, 1.0, 0.0, 10, 0, time_fraction=0.5) == 0.25  # 5 of 10 epochs: 2 drops
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_cli_dry_run_prints_the_resolved_config(tmp_path, capsys):
+    from unetlab.cli.main import main
+
+    code = main(["train", "--preset", "demo", "--data", str(tmp_path), "--epochs", "3",
+                 "--batch-size", "5", "--set", "optim.lr=0.02", "--dry-run"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert code == 0
+    assert printed["data"]["root"] == str(tmp_path) and printed["data"]["batch_size"] == 5
+    assert printed["train"]["epochs"] == 3 and printed["optim"]["lr"] == 0.02
+    assert printed["model"] == load_config(preset="demo").to_dict()["model"]
+
+
+def test_cli_config_error_is_one_paragraph_with_exit_code_2(tmp_path, capsys):
+    from unetlab.cli.main import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  epohcs: 3\n")
+    assert main(["train", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: invalid run configuration")
+    assert "train.epohcs" in err and "did you mean 'epochs'" in err and "Traceback" not in err
+
+
+def test_cli_resume_refuses_a_preset(tmp_path, capsys):
+    from unetlab.cli.main import main
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
+    assert main(["train", "--resume", str(tmp_path), "--preset", "demo"]) == 2
+    assert "--resume continues a run" in capsys.readouterr().err

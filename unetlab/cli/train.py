@@ -133,7 +133,7 @@ def _quiet_cpu_threads() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the synthetic data and the run.",
 )
-@click.option("--minutes", default=1.0, type=float, help="Training time budget.")
+@click.option("--minutes", default=0.75, type=float, help="Training time budget.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 def demo(out: Path, minutes: float, device: str) -> int:
     """Make a synthetic shapes dataset, train a small U-Net on it, evaluate and predict."""

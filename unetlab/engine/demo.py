@@ -26,7 +26,7 @@ class DemoSummary:
 
 def run_demo(
     out: str | Path = "unetlab-demo",
-    minutes: float = 1.0,
+    minutes: float = 0.75,
     device: str = "auto",
     overrides: tuple[str, ...] = (),
 ) -> DemoSummary:

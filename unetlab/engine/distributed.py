@@ -110,14 +110,15 @@ def barrier(context: DistContext) -> None:
         dist.barrier()
 
 
-def any_rank(context: DistContext, *flags: bool) -> list[bool]:
-    """For each flag, whether it is set on any rank (one small all-reduce per call)."""
+def max_over_ranks(context: DistContext, *values: float) -> list[float]:
+    """Each value's maximum over all ranks, in one small all-reduce: how the ranks agree on
+    "stop now" flags and on the training clock (so they use the same learning rate)."""
     if not context.distributed:
-        return [bool(flag) for flag in flags]
+        return [float(v) for v in values]
     device = context.device if context.device.type == "cuda" else torch.device("cpu")
-    values = torch.tensor([float(flag) for flag in flags], device=device)
-    dist.all_reduce(values, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in values.tolist()]
+    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return [float(v) for v in tensor.tolist()]
 
 
 def gather_objects(context: DistContext, value: object) -> list[object]:

@@ -14,7 +14,14 @@ from typing import Any
 from torch.optim import Optimizer
 
 
-def lr_at(schedule: Any, base_lr: float, progress: float, total: float, warmup: float) -> float:
+def lr_at(
+    schedule: Any,
+    base_lr: float,
+    progress: float,
+    total: float,
+    warmup: float,
+    time_fraction: float = 0.0,
+) -> float:
     """The learning rate at ``progress`` (in epochs, fractional) of a ``total``-epoch run.
 
     Args:
@@ -23,13 +30,15 @@ def lr_at(schedule: Any, base_lr: float, progress: float, total: float, warmup: 
         base_lr: the peak learning rate (``optim.lr``).
         progress: epochs done so far, e.g. 2.5 in the middle of the third epoch.
         total: the length of the run in epochs (the schedule ends there).
-        warmup: warm-up length in epochs: the rate rises linearly from ``base_lr / (warmup
-            steps)`` to ``base_lr`` over it, then the schedule starts from its beginning.
+        warmup: warm-up length in epochs: the rate rises linearly to ``base_lr`` over it, then
+            the decay starts from its beginning.
+        time_fraction: the share of a time budget used up (0 without one). The decay follows
+            whichever is further along, epochs or time, so a run cut by the clock ends annealed.
     """
     if warmup > 0 and progress < warmup:
         return base_lr * max(progress, 1e-3 * warmup) / warmup
     span = max(total - warmup, 1e-12)
-    t = min(max((progress - warmup) / span, 0.0), 1.0)  # 0 -> 1 over the decay phase
+    t = min(max((progress - warmup) / span, time_fraction, 0.0), 1.0)  # 0 -> 1 over the decay
     min_lr = min(schedule.min_lr, base_lr)
     if schedule.name == "constant":
         return base_lr
@@ -38,7 +47,7 @@ def lr_at(schedule: Any, base_lr: float, progress: float, total: float, warmup: 
     if schedule.name == "poly":
         return min_lr + (base_lr - min_lr) * (1.0 - t) ** schedule.power
     if schedule.name == "step":
-        drops = math.floor(max(progress - warmup, 0.0) / schedule.step_size)
+        drops = math.floor(t * span / schedule.step_size)
         return max(base_lr * schedule.gamma**drops, min_lr)
     raise ValueError(f"unknown schedule {schedule.name!r}")
 

@@ -335,7 +335,7 @@ class Trainer:
         self.epoch_started = None
         self.progress.end_epoch()
         more_epochs = stop == STOP_COMPLETED and epoch + 1 < cfg.train.epochs
-        if more_epochs and dist_utils.any_rank(context, self._time_up())[0]:
+        if more_epochs and dist_utils.max_over_ranks(context, self._time_up())[0]:
             stop = STOP_TIME  # the budget ends with this epoch: validate it now
         if stop == STOP_INTERRUPTED and state.step_in_epoch < steps:
             self._save_last(partial=True)
@@ -352,15 +352,6 @@ class Trainer:
     def _step(self, batch: dict[str, Any], epoch: int, steps: int) -> tuple[bool, bool]:
         """One optimizer step; returns (interrupted, time limit reached) as agreed by all ranks."""
         cfg, state = self.cfg, self.state
-        progress = epoch + (state.step_in_epoch + 1) / steps
-        lr = lr_at(
-            cfg.schedule,
-            cfg.optim.lr,
-            self._schedule_progress(progress),
-            cfg.train.epochs,
-            self._warmup(steps),
-        )
-        set_lr(self.optimizer, lr)
         images = batch["image"].to(self.device, non_blocking=True)
         masks = batch["mask"].to(self.device, non_blocking=True)
         weight = batch.get("weight")
@@ -371,11 +362,13 @@ class Trainer:
                 masks, weight = _centre_crop(masks, weight, logits.shape[-2:])
             loss = self.criterion(logits, masks, weight=weight)
         loss_value = float(loss.detach())
-        bad, interrupted, time_up = dist_utils.any_rank(
-            self.context, not math.isfinite(loss_value), self.interrupt.requested, self._time_up()
+        nonfinite, interrupted, elapsed = dist_utils.max_over_ranks(
+            self.context, not math.isfinite(loss_value), self.interrupt.requested, self._elapsed()
         )
-        if bad:
+        if nonfinite:
             self._diverged(epoch, f"loss became {loss_value}")
+        lr = self._lr(epoch + (state.step_in_epoch + 1) / steps, steps, elapsed)
+        set_lr(self.optimizer, lr)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.optim.grad_clip:
@@ -388,30 +381,28 @@ class Trainer:
         state.loss_sum += loss_value
         state.loss_count += 1
         self.progress.step(loss_value, lr)
-        return interrupted, time_up
+        return bool(interrupted), self._time_up(elapsed)
 
     # ------------------------------------------------------------------ helpers of the loop
 
-    def _warmup(self, steps: int) -> float:
-        schedule = self.cfg.schedule
-        return schedule.warmup_epochs or schedule.warmup_steps / max(steps, 1)
-
-    def _schedule_progress(self, progress: float) -> float:
-        """With a time limit the schedule runs over whichever ends first, the epochs or the
-        time, so a wall-clock-budgeted run still ends at ``min_lr``."""
-        limit = self.cfg.train.time_limit_minutes
-        if not limit:
-            return progress
-        return max(progress, self._elapsed() / (limit * 60.0) * self.cfg.train.epochs)
+    def _lr(self, progress: float, steps: int, elapsed: float) -> float:
+        """The rate for the step ending at ``progress`` epochs; with a time limit the decay also
+        follows the clock (``elapsed`` seconds, agreed by all ranks so they use one rate)."""
+        cfg = self.cfg
+        limit = cfg.train.time_limit_minutes
+        time_fraction = elapsed / (limit * 60.0) if limit else 0.0
+        warmup = cfg.schedule.warmup_epochs or cfg.schedule.warmup_steps / max(steps, 1)
+        return lr_at(cfg.schedule, cfg.optim.lr, progress, cfg.train.epochs, warmup, time_fraction)
 
     def _elapsed(self) -> float:
         """Training seconds so far, over every session of this run (validation excluded)."""
         running = time.perf_counter() - self.epoch_started if self.epoch_started else 0.0
         return self.state.elapsed + running
 
-    def _time_up(self) -> bool:
+    def _time_up(self, elapsed: float | None = None) -> bool:
         limit = self.cfg.train.time_limit_minutes
-        return bool(limit) and self._elapsed() >= limit * 60.0
+        elapsed = self._elapsed() if elapsed is None else elapsed
+        return bool(limit) and elapsed >= limit * 60.0
 
     def _should_validate(self, stop: str) -> bool:
         epoch = self.state.epoch
