@@ -66,6 +66,17 @@ def test_predict_matches_preprocess_model_and_decision_rule(tmp_path: Path) -> N
     assert result.labels.dtype == np.uint8
 
 
+def test_channels_last_does_not_change_results(tmp_path: Path) -> None:
+    make_checkpoint(tmp_path)
+    image = np.random.randint(0, 256, (24, 40, 3), np.uint8)
+    results = [
+        Predictor.from_checkpoint(tmp_path, device="cpu", channels_last=flag).predict(image, True)
+        for flag in (False, True)
+    ]
+    assert Predictor.from_checkpoint(tmp_path, device="cpu").memory_format == torch.channels_last
+    np.testing.assert_allclose(results[0].probabilities, results[1].probabilities, atol=1e-5)
+
+
 @pytest.mark.parametrize("size", [(1, 1), (3, 50), (37, 29)])
 def test_any_size_gives_labels_of_that_size(tmp_path: Path, size) -> None:
     make_checkpoint(tmp_path)
