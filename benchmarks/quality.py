@@ -3,8 +3,9 @@
     python benchmarks/quality.py --preset isbi2012 --data ../shared/datasets/isbi2012 --minutes 20
     python benchmarks/quality.py --preset camvid --data ../shared/datasets/camvid --minutes 60
 
-The budget is training time (``train.time_limit_minutes``; validation passes are not counted),
-and the learning-rate schedule is stretched over it, so a run always ends annealed. ``epochs``
+The budget is the wall-clock time of training and validation (``train.time_limit_minutes``;
+start-up and the final evaluation are not counted), and the learning-rate schedule is stretched
+over it, so a run always ends annealed. ``epochs``
 is set high enough that the clock, not the epoch count, ends the run (override with
 ``--set train.epochs=N``). Both the best checkpoint (by val mIoU, chosen on the val split, so
 optimistic) and the last one are evaluated on val. Writes a JSON record (metrics, command,

@@ -278,3 +278,28 @@ def test_valid_padding_and_weight_map_train(tmp_path):
         model={"name": "unet", "options": {"base": 4, "depth": 1, "padding": "valid"}},
     ))
     assert result.metrics["val_loss"] > 0 and 0 <= result.metrics["miou"] <= 1
+
+
+def test_early_stopping_after_patience_validations_without_improvement(data, tmp_path):
+    """Selecting on the *highest* train loss: the loss falls, so epoch 1 stays best and the run
+    stops once ``patience`` further validations failed to beat it."""
+    result = train(tiny_config(data, tmp_path, overrides=(
+        "train.epochs=6", "train.best_metric=train_loss", "train.mode=max",
+        "train.early_stopping={patience: 2}", "optim.lr=0.02",
+    )))
+    rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
+    losses = [float(r["train_loss"]) for r in rows]
+    assert result.stopped == "early_stopping" and result.epochs == 3
+    assert losses[1] < losses[0] and losses[2] < losses[0]  # two epochs without improvement
+    assert load_checkpoint(result.best_checkpoint)["epoch"] == 1
+    assert result.best_metric == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_binary_bce_run_has_one_output_channel_and_two_scored_classes(tmp_path):
+    data = tiny_dataset(tmp_path / "d", n_train=4, n_val=2, num_classes=2)
+    result = train(tiny_config(data, tmp_path, overrides=("train.epochs=1", "loss.name=bce")))
+    checkpoint = load_checkpoint(result.last_checkpoint)
+    assert checkpoint["model"]["num_classes"] == 1
+    assert checkpoint["data"]["class_names"] == ["background", "circle"]
+    assert {"iou_background", "iou_circle"} <= set(result.metrics)
+    assert model_from_checkpoint(checkpoint)(torch.zeros(1, 3, 32, 32)).shape[1] == 1

@@ -141,7 +141,7 @@ class TrainConfig(Section):
     seed: int = 0
     deterministic: bool = False
     sync_bn: bool = False  # distributed CUDA runs only
-    time_limit_minutes: PositiveFloat | None = None
+    time_limit_minutes: PositiveFloat | None = None  # training + validation, wall clock
     max_steps_per_epoch: PositiveInt | None = None
     log_every: PositiveInt = 20  # steps between log lines when the output is not a terminal
     num_predictions: Annotated[int, Field(ge=0)] = 4  # val images saved to predictions/

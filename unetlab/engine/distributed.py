@@ -93,15 +93,18 @@ def on_main(context: DistContext, function: Callable[[], T]) -> T:
     if not context.distributed:
         return function()
     result: list[object] = [None]
+    error: UnetlabError | None = None
     if context.is_main:
         try:
             result[0] = ("ok", function())
         except UnetlabError as exc:
-            result[0] = ("error", exc)
+            error, result[0] = exc, ("error", exc.format())  # text: any subclass pickles
     dist.broadcast_object_list(result, src=0)
     status, value = result[0]  # type: ignore[misc]
+    if error is not None:
+        raise error
     if status == "error":
-        raise value  # type: ignore[misc]
+        raise UnetlabError(str(value))
     return value  # type: ignore[return-value]
 
 

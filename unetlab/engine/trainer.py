@@ -87,7 +87,7 @@ class _State:
     loss_sum: float = 0.0  # of the epoch in progress
     loss_count: int = 0
     epoch_seconds: float = 0.0
-    elapsed: float = 0.0  # training seconds over all sessions (for the time limit)
+    elapsed: float = 0.0  # seconds of earlier sessions of this run (for the time limit)
     history: list[dict[str, Any]] = field(default_factory=list)
     best: float | None = None
     best_epoch: int | None = None
@@ -207,7 +207,7 @@ class Trainer:
         self.best_path = self.run_dir / "checkpoints" / "best.pt"
         self.main = context.is_main
         self.progress = Progress(self.main, cfg.train.epochs, cfg.train.log_every)
-        self.epoch_started: float | None = None  # set while an epoch's steps run
+        self.session_started = time.perf_counter()  # reset when fit() starts
         if resume is not None:
             dist_utils.barrier(context)
             self._restore(load_checkpoint(self.last_path, map_location=self.device))
@@ -287,6 +287,7 @@ class Trainer:
     def fit(self) -> RunResult:
         cfg, state = self.cfg, self.state
         self._announce()
+        self.session_started = time.perf_counter()
         stopped = STOP_COMPLETED
         message = (
             "\nStopping after this step and saving checkpoints/last.pt "
@@ -313,7 +314,7 @@ class Trainer:
             steps = min(steps, cfg.train.max_steps_per_epoch)
         train_mode(self.ddp_model, self.encoder if self.frozen else None)
         self.progress.start_epoch(epoch + 1, steps, state.step_in_epoch)
-        started = self.epoch_started = time.perf_counter()
+        started = time.perf_counter()
         stop = STOP_COMPLETED
         batches = iter(self.loader)  # starting it draws from torch's generator: restore after
         if self.pending_rng is not None:
@@ -331,8 +332,6 @@ class Trainer:
                 break
         seconds = time.perf_counter() - started
         state.epoch_seconds += seconds
-        state.elapsed += seconds
-        self.epoch_started = None
         self.progress.end_epoch()
         more_epochs = stop == STOP_COMPLETED and epoch + 1 < cfg.train.epochs
         if more_epochs and dist_utils.max_over_ranks(context, self._time_up())[0]:
@@ -395,9 +394,9 @@ class Trainer:
         return lr_at(cfg.schedule, cfg.optim.lr, progress, cfg.train.epochs, warmup, time_fraction)
 
     def _elapsed(self) -> float:
-        """Training seconds so far, over every session of this run (validation excluded)."""
-        running = time.perf_counter() - self.epoch_started if self.epoch_started else 0.0
-        return self.state.elapsed + running
+        """Wall-clock seconds of training and validation so far, over every session of this
+        run (start-up and the final plots and predictions are not counted)."""
+        return self.state.elapsed + time.perf_counter() - self.session_started
 
     def _time_up(self, elapsed: float | None = None) -> bool:
         limit = self.cfg.train.time_limit_minutes
@@ -515,7 +514,7 @@ class Trainer:
             "metrics": dict(metrics or (state.history[-1] if state.history else {})),
             "history": [dict(row) for row in state.history],
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": {"name": self.cfg.schedule.name, "elapsed": state.elapsed},
+            "scheduler": {"name": self.cfg.schedule.name, "elapsed": self._elapsed()},
             "scaler": self.scaler.state_dict(),
             "rng": rng,
             "early_stopping": {
