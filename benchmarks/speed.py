@@ -25,7 +25,8 @@ How it stays honest on a shared, noisy machine:
   ``ru_maxrss`` high-water mark, reported with the RSS after loading), and the coordinator
   runs the candidates round-robin (order rotated each round), one timed call at a time, so slow
   and fast phases of background load hit every candidate alike;
-- medians over rounds (after warm-up rounds), ratios to the fastest peer;
+- each worker makes one untimed call before the rounds (kernel selection, weight packing,
+  memory arenas: ``first_call_s``); medians over rounds, ratios to the fastest peer;
 - before and after every round: ``os.getloadavg()`` and a top-like sample from ``/proc``:
   how many cores other processes used during the round, and the busiest of them.
 """
@@ -359,6 +360,9 @@ def worker_main(spec: str) -> None:
         started = time.perf_counter()
         info = runner.setup()
         info["setup_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        runner.run()  # untimed first call: kernel selection, weight packing, memory arenas
+        info["first_call_s"] = time.perf_counter() - started
     except Exception as exc:  # a peer that cannot be built/imported here: say why, then stop
         reply({"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
         return
@@ -753,7 +757,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 round, no warm-up")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per task")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="untimed rounds first (each worker already makes one untimed call)",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tasks", default="latency,throughput,train")
     parser.add_argument("--throughput-repeats", type=int, default=None,
