@@ -10,7 +10,10 @@ Keys (``format`` 1):
 - ``data``: ``{"class_names", "class_colors", "mean", "std"}``: everything predict/export need;
 - ``config``: the whole run configuration as a dict;
 - ``epoch`` (completed epochs), ``global_step``, ``best_metric``, ``metrics``;
-- for resuming: ``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``early_stopping``.
+- for resuming: ``optimizer``, ``scheduler`` (``{name, elapsed}``: the learning rate is a
+  function of progress), ``scaler``, ``rng`` (one state per rank, tensors and ints only),
+  ``early_stopping``, ``history`` (the metrics rows) and ``position`` (step in the epoch and
+  the partial epoch's loss sums, for a mid-epoch resume).
 """
 
 from __future__ import annotations
@@ -77,13 +80,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as exc:
         raise UnetlabError(
             "refused to load: the file holds Python objects other than weights, which could run "
-            f"code when loaded ({str(exc).splitlines()[0]})",
+            f"code when loaded ({first_line(exc)})",
             path,
             "only load checkpoints you trust; unetlab's own checkpoints load safely",
         ) from None
     except Exception as exc:  # truncated, zero-byte, or not a torch file at all
         raise UnetlabError(
-            f"not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+            f"not a readable checkpoint ({type(exc).__name__}: {first_line(exc)})",
             path,
             "the file may be truncated or not a unetlab checkpoint; use checkpoints/last.pt "
             "or retrain",
@@ -98,13 +101,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (some, like EOFError, have none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "no details"
+
+
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights (eval mode, on CPU)."""
     from unetlab.models import build_model
 
     spec = checkpoint["model"]
+    options = spec.get("options", {})
     model = build_model(
-        spec["name"], spec["num_classes"], in_channels=spec["in_channels"], **spec.get("options", {})
+        spec["name"], spec["num_classes"], in_channels=spec["in_channels"], **options
     )
     load_state_dict_checked(model, checkpoint["state_dict"], checkpoint.get("path"))
     return model.eval()
