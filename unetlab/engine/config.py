@@ -75,6 +75,16 @@ class DataConfig(Section):
         return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
+def known_name(value: str, names: Iterable[str], what: str) -> str:
+    """Check a registry name at config time, so the error names the field and the file."""
+    names = sorted(names)
+    if value not in names:
+        close = difflib.get_close_matches(value, names, n=1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown {what} {value!r}{guess}: use one of {', '.join(names)}")
+    return value
+
+
 class ModelConfig(Section):
     """Which architecture (``unetlab.models.list_models()``) with which options."""
 
@@ -82,6 +92,13 @@ class ModelConfig(Section):
     options: dict[str, Any] = Field(default_factory=dict)
     pretrained: str | None = None  # encoder weights: a path or URL, used when training starts
     in_channels: PositiveInt | None = None  # None: from the images
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from unetlab.models import list_models
+
+        return known_name(value, list_models(), "model")
 
 
 class WeightMapConfig(Section):
@@ -100,6 +117,13 @@ class LossConfig(Section):
     class_weights: Literal["auto"] | list[NonNegativeFloat] | None = None
     class_weight_method: Literal["inverse", "median", "sqrt_inverse"] = "median"
     weight_map: WeightMapConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        from unetlab.losses import list_losses
+
+        return known_name(value, list_losses(), "loss")
 
 
 class OptimConfig(Section):
