@@ -484,7 +484,7 @@ def unknown_model_option(tmp: Path) -> Case:
     data = make_dataset(tmp / "ds")
     return Case(
         train_argv(data, tmp, "--model", "unet_plus_plus"),
-        ["unet_plus_plus"],
+        ["unet_plus_plus", "model.name"],
         ["unknown model"],
         ["unet", "vgg16_unet"],
     )
@@ -518,7 +518,10 @@ def unknown_loss_in_config(tmp: Path) -> Case:
 def unknown_loss_option(tmp: Path) -> Case:
     data = make_dataset(tmp / "ds")
     return Case(
-        train_argv(data, tmp, "--set", "loss.name=dicee"), ["dicee"], ["unknown loss"], ["ce_dice"]
+        train_argv(data, tmp, "--set", "loss.name=dicee"),
+        ["dicee", "loss.name"],
+        ["unknown loss"],
+        ["ce_dice"],
     )
 
 
@@ -596,8 +599,6 @@ def resume_without_checkpoint(tmp: Path) -> Case:
     )
 
 
-BUG = pytest.mark.xfail(strict=True, reason="library bug; fix proposed in the QA report")
-
 CASES: list[Callable[[Path], Case] | pytest.param] = [
     truncated_image,
     corrupt_image_data,
@@ -629,34 +630,13 @@ CASES: list[Callable[[Path], Case] | pytest.param] = [
     checkpoint_weights_do_not_fit,
     checkpoint_for_fewer_classes,
     checkpoint_truncated,
-    pytest.param(
-        checkpoint_zero_bytes,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="load_checkpoint's error handler raises IndexError on an exception "
-            "with an empty message (EOFError of a 0-byte file)",
-        ),
-    ),
+    checkpoint_zero_bytes,
     checkpoint_plain_state_dict,
     undecodable_video,
     unknown_model_option,
-    pytest.param(
-        unknown_model_in_config,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="model.name is not validated with the config: the error names "
-            "neither the YAML file nor the field",
-        ),
-    ),
+    unknown_model_in_config,
     unknown_loss_option,
-    pytest.param(
-        unknown_loss_in_config,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="loss.name is not validated with the config: the error names "
-            "neither the YAML file nor the field",
-        ),
-    ),
+    unknown_loss_in_config,
     unknown_model_summary,
     summary_input_not_a_size,
     summary_input_zero_side,
