@@ -88,12 +88,14 @@ def make_checkpoint(
     num_classes: int = 2,
     stated_classes: int | None = None,
     in_channels: int = 3,
+    stated_options: dict | None = None,
     **options,
 ) -> Path:
-    """A unetlab checkpoint of a tiny U-Net; ``stated_classes`` makes its spec lie."""
+    """A unetlab checkpoint of a tiny U-Net; ``stated_*`` make its spec lie about the weights."""
     options = {"base": 4, "depth": 2, **options}
     model = build_model("unet", num_classes, in_channels=in_channels, **options)
     spec = {**model.spec, "num_classes": stated_classes or num_classes}
+    spec["options"] = {**spec["options"], **(stated_options or {})}
     names = [f"class{i}" for i in range(spec["num_classes"])]
     colors = [[40 * i, 255 - 40 * i, 0] for i in range(spec["num_classes"])]
     data = {
@@ -189,6 +191,7 @@ class Case:
     todo: list[str | Words]
     exit_code: int = 2
     absent: list[str] = field(default_factory=list)  # e.g. files that must not be written
+    max_lines: int = 4  # the problem and what to do; click usage errors take 3
 
 
 def truncated_image(tmp: Path) -> Case:
@@ -413,6 +416,20 @@ def checkpoint_weights_do_not_fit(tmp: Path) -> Case:
     )
 
 
+def checkpoint_from_another_architecture(tmp: Path) -> Case:
+    """The spec says a 3-level U-Net, the weights are of a 2-level one."""
+    checkpoint = make_checkpoint(tmp / "model.pt", stated_options={"depth": 3})
+    image = tmp / "a.png"
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(image)
+    return Case(
+        predict_argv(checkpoint, tmp, image),
+        [str(checkpoint), "missing"],
+        ["do not fit"],
+        ["another model"],
+        absent=[str(tmp / "predictions" / "a_mask.png")],
+    )
+
+
 def checkpoint_for_fewer_classes(tmp: Path) -> Case:
     """A 2-class model evaluated on data with class 3."""
     data = make_dataset(tmp / "ds")
@@ -626,8 +643,16 @@ CASES: list[Callable[[Path], Case] | pytest.param] = [
     config_unknown_field,
     config_mistyped_field,
     override_mistyped_field,
-    config_not_yaml,
+    pytest.param(
+        config_not_yaml,
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="read_yaml pastes PyYAML's whole multi-line report (with a caret drawing) "
+            "into the message: 8 lines instead of one paragraph",
+        ),
+    ),
     checkpoint_weights_do_not_fit,
+    checkpoint_from_another_architecture,
     checkpoint_for_fewer_classes,
     checkpoint_truncated,
     checkpoint_zero_bytes,
@@ -667,6 +692,8 @@ def check_message(case: Case, code: int, out: str, err: str) -> None:
     assert code == case.exit_code, shown
     assert "Traceback" not in err + out and 'File "' not in err, shown
     assert "error" in err.lower(), shown  # the error goes to stderr, not stdout
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) <= case.max_lines, f"not one short paragraph\n{shown}"
     for name in case.names:
         assert name in err, f"the message does not name {name!r}\n{shown}"
     for words in [*case.says, *case.todo]:
