@@ -6,8 +6,7 @@ augmentation library is only loaded by code that augments.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from unetlab._lazy import lazy_exports
 
 _EXPORTS = {
     "read_image": "io",
@@ -37,11 +36,4 @@ _EXPORTS = {
     "image_to_tensor": "preprocess",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'unetlab.data' has no attribute '{name}'")
-    return getattr(importlib.import_module(f"unetlab.data.{module}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

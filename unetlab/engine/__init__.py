@@ -7,8 +7,7 @@ lazily so ``import unetlab.engine`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from unetlab._lazy import lazy_exports
 
 _EXPORTS = {
     "RunConfig": "config",
@@ -24,11 +23,4 @@ _EXPORTS = {
     "model_from_checkpoint": "checkpoint",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'unetlab.engine' has no attribute '{name}'")
-    return getattr(importlib.import_module(f"unetlab.engine.{module}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ lazily, so importing this package pulls in neither torch nor onnxruntime.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from unetlab._lazy import lazy_exports
 
 _EXPORTS = {
     "export_onnx": "onnx",
@@ -16,10 +15,4 @@ _EXPORTS = {
     "read_metadata": "onnx_runtime",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'unetlab.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"unetlab.export.{_EXPORTS[name]}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -12,8 +12,7 @@ predictor, overlays, video) never pull in torch:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from unetlab._lazy import lazy_exports
 
 _EXPORTS = {
     "Predictor": "predictor",
@@ -34,10 +33,4 @@ _EXPORTS = {
     "discover_inputs": "inputs",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'unetlab.inference' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"unetlab.inference.{_EXPORTS[name]}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
