@@ -190,6 +190,19 @@ def test_palette_colorize_and_blend() -> None:
     np.testing.assert_array_equal(image, original)  # the input image is left untouched
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_saved_overlay_equals_blend(tmp_path: Path, channels: int) -> None:
+    from unetlab.inference.overlay import save_overlay
+
+    image = np.random.randint(0, 256, (9, 7, channels), np.uint8)
+    labels = np.random.randint(0, 3, (9, 7)).astype(np.uint8)
+    palette = make_palette(COLORS)
+    path = save_overlay(tmp_path / "o.png", image, labels, palette, 0.3)
+    with Image.open(path) as saved:
+        assert saved.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(saved), blend(image, labels, palette, 0.3))
+
+
 def test_blend_of_gray_16_bit_image() -> None:
     image = np.full((4, 5, 1), 65535, np.uint16)
     out = blend(image, np.zeros((4, 5), np.uint8), make_palette([[0, 0, 0]]), 0.25)

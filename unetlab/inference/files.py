@@ -17,7 +17,7 @@ from PIL import Image
 
 from unetlab.inference.core import ArrayPredictor
 from unetlab.inference.inputs import InputFile
-from unetlab.inference.overlay import blend, class_fractions, legend, make_palette
+from unetlab.inference.overlay import class_fractions, legend, make_palette, save_overlay
 
 MAX_PIXELS = 2**31
 """Largest image ``predict`` opens (Pillow refuses > 179 Mpx by default as a decompression-bomb
@@ -139,8 +139,9 @@ def _write_image_outputs(
     from unetlab.data.io import write_mask
 
     mask_path = write_mask(stem.with_name(f"{stem.name}_mask.png"), labels, palette.tolist())
-    overlay_path = stem.with_name(f"{stem.name}_overlay.png")
-    Image.fromarray(blend(image, labels, palette, alpha)).save(overlay_path)
+    overlay_path = save_overlay(
+        stem.with_name(f"{stem.name}_overlay.png"), image, labels, palette, alpha
+    )
     fractions = class_fractions(labels, predictor.num_classes)
     return Written(item.path, [mask_path, overlay_path], image.shape[:2], fractions)
 

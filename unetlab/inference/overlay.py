@@ -7,6 +7,7 @@ is empty" confusion); these helpers turn them into colours. numpy and Pillow onl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -63,6 +64,31 @@ def blend(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: flo
     return out
 
 
+def save_overlay(
+    path: str | Path, image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float
+) -> Path:
+    """Write :func:`blend` as an image file (PNG, JPEG ... by the ending).
+
+    Blended straight into OpenCV's BGR order and encoded from the array, so a 20000 x 20000
+    overlay costs one copy of the image, not the three that a Pillow round trip needs.
+    """
+    import cv2
+
+    path = Path(path)
+    bgr = blend(_reversed_channels(image), labels, palette[:, ::-1], alpha)
+    ok, encoded = cv2.imencode(path.suffix or ".png", bgr)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode an image as '{path.suffix}'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded.tofile(path)
+    return path
+
+
+def _reversed_channels(image: np.ndarray) -> np.ndarray:
+    """RGB -> BGR as a view (gray images are unchanged)."""
+    return image[:, :, 2::-1] if image.ndim == 3 and image.shape[2] >= 3 else image
+
+
 def legend(
     class_names: Sequence[str],
     palette: np.ndarray,
@@ -96,6 +122,10 @@ def legend(
 
 
 def class_fractions(labels: np.ndarray, num_classes: int) -> list[float]:
-    """Fraction of pixels predicted as each class."""
-    counts = np.bincount(labels.ravel(), minlength=num_classes)[:num_classes]
+    """Fraction of pixels predicted as each class (counted in row chunks: ``bincount`` would
+    otherwise make an 8-byte copy of every label)."""
+    counts = np.zeros(max(num_classes, 1), np.int64)
+    for start in range(0, len(labels), ROWS_PER_CHUNK):
+        chunk = labels[start : start + ROWS_PER_CHUNK].ravel()
+        counts += np.bincount(chunk, minlength=len(counts))[: len(counts)]
     return (counts / max(labels.size, 1)).tolist()

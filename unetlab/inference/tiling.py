@@ -26,6 +26,7 @@ from unetlab.inference.grid import Geometry, blend_weights, mirror_indices, tile
 BatchNetwork = Callable[[np.ndarray], np.ndarray]  # B x C x h x w float32 -> B x K x h' x w'
 Prepare = Callable[[np.ndarray], np.ndarray]  # raw h x w x C tile -> C x h x w float32
 OUTPUTS = ("logits", "labels")
+EMIT_ROWS = 64  # finished rows normalised per step
 
 
 class TileReader:
@@ -238,9 +239,11 @@ class Band:
             return
         self._emit(min(done, self.grid.height - self.top))
         keep = max(self.height - done, 0)
-        for buffer in (self.sums, self.weights):
-            buffer[..., :keep, :] = buffer[..., self.height - keep :, :]
-            buffer[..., keep:, :] = 0
+        # one 2-D plane at a time: the source and target rows then do not overlap in memory,
+        # so numpy needs no temporary copy of the buffer
+        for plane in (*self.sums, self.weights):
+            plane[:keep] = plane[self.height - keep :]
+            plane[keep:] = 0
         self.top = row
 
     def finish(self) -> np.ndarray:
@@ -254,15 +257,17 @@ class Band:
         return np.zeros((channels, *size), self.dtype)
 
     def _emit(self, count: int) -> None:
-        if count <= 0:
-            return
+        """Normalise the first ``count`` buffer rows and write them to the result, a few rows
+        at a time so the temporaries stay small for very wide images."""
         width = self.grid.width
-        logits = self.sums[:, :count, :width] / self.weights[:count, :width]
-        rows = slice(self.top, self.top + count)
-        if self.output == "logits":
-            self.result[:, rows] = logits
-        else:
-            self.result[rows] = labels_from_logits(logits, self.threshold)
+        for start in range(0, max(count, 0), EMIT_ROWS):
+            stop = min(start + EMIT_ROWS, count)
+            logits = self.sums[:, start:stop, :width] / self.weights[start:stop, :width]
+            rows = slice(self.top + start, self.top + stop)
+            if self.output == "logits":
+                self.result[:, rows] = logits
+            else:
+                self.result[rows] = labels_from_logits(logits, self.threshold)
 
 
 def predict_tiled_tensor(
