@@ -121,8 +121,8 @@ class ArrayPredictor:
         channels = image.shape[2]
         if channels == self.in_channels:
             return image
-        if channels == 1 and self.in_channels == 3:
-            return np.repeat(image, 3, axis=2)
+        if channels == 1 and self.in_channels == 3:  # a view: tiles are copied when read
+            return np.broadcast_to(image, (*image.shape[:2], 3))
         if channels in (3, 4) and self.in_channels == 1 and _is_gray(image[:, :, :3]):
             return image[:, :, :1]
         if channels == 4 and self.in_channels == 3:
@@ -219,5 +219,9 @@ class ArrayPredictor:
         return Prediction(labels, probabilities_from_logits(logits) if probabilities else None)
 
 
-def _is_gray(image: np.ndarray) -> bool:
-    return bool((image == image[:, :, :1]).all())
+def _is_gray(image: np.ndarray, rows: int = 1024) -> bool:
+    """Whether all colour channels are equal (checked in row chunks: huge images stay cheap)."""
+    return all(
+        bool((chunk == chunk[:, :, :1]).all())
+        for chunk in (image[start : start + rows] for start in range(0, len(image), rows))
+    )
