@@ -165,7 +165,7 @@ def predict(
     "out_path",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Output file [model.onnx beside the checkpoint].",
+    help="Output file [the checkpoint path ending in .onnx, e.g. best.onnx].",
 )
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(11, 21))
 @click.option(
