@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import struct
 import subprocess
 import sys
@@ -35,31 +36,11 @@ from unetlab.models import build_model
 
 SIZE = 32  # image side of the test datasets
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]  # stored in the test checkpoints
-TRAIN_OPTIONS = [
-    "--epochs",
-    "1",
-    "--batch-size",
-    "2",
-    "--device",
-    "cpu",
-    "--set",
-    "model.options.base=4",
-    "--set",
-    "model.options.depth=2",
-    "--set",
-    "data.patch_size=32",
-    "--set",
-    "data.num_workers=0",
-]
+TRAIN_OPTIONS = shlex.split(
+    "--epochs 1 --batch-size 2 --device cpu --set model.options.base=4 "
+    "--set model.options.depth=2 --set data.patch_size=32 --set data.num_workers=0"
+)
 """A run that would take seconds if a broken input slipped through (it must not)."""
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- what the tests write
@@ -150,24 +131,20 @@ def predict_argv(checkpoint: Path, tmp: Path, *inputs: Path | str) -> list[str]:
         *map(str, inputs),
         "--out",
         out,
-        "--device",
-        "cpu",
-        "--quiet",
+        *shlex.split("--device cpu --quiet"),
     ]
 
 
 def evaluate_argv(checkpoint: Path, data: Path, tmp: Path) -> list[str]:
+    out = str(tmp / "evaluation")
     return [
         "evaluate",
         str(checkpoint),
         "--data",
         str(data),
-        "--device",
-        "cpu",
         "--out",
-        str(tmp / "evaluation"),
-        "--panels",
-        "0",
+        out,
+        *shlex.split("--device cpu --panels 0"),
     ]
 
 
@@ -200,9 +177,9 @@ def truncated_image(tmp: Path) -> Case:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     return Case(
         train_argv(data, tmp),
-        [str(path)],
-        [("truncated", "corrupt")],
-        [("re-export", "re-copy", "replace")],
+        names=[str(path)],
+        says=[("truncated", "corrupt")],
+        todo=[("re-export", "re-copy", "replace")],
     )
 
 
@@ -216,9 +193,9 @@ def corrupt_image_data(tmp: Path) -> Case:
     path.write_bytes(bytes(raw))
     return Case(
         train_argv(data, tmp),
-        [str(path)],
-        [("corrupt", "truncated", "cannot")],
-        [("re-export", "re-copy", "replace")],
+        names=[str(path)],
+        says=[("corrupt", "truncated", "cannot")],
+        todo=[("re-export", "re-copy", "replace")],
     )
 
 
@@ -226,7 +203,12 @@ def zero_byte_image(tmp: Path) -> Case:
     data = make_dataset(tmp / "ds")
     path = data / "images" / "s2.png"
     path.write_bytes(b"")
-    return Case(train_argv(data, tmp), [str(path)], [("empty", "0 bytes")], [("replace", "delete")])
+    return Case(
+        train_argv(data, tmp),
+        names=[str(path)],
+        says=[("empty", "0 bytes")],
+        todo=[("replace", "delete")],
+    )
 
 
 def text_named_png_image(tmp: Path) -> Case:
@@ -234,7 +216,10 @@ def text_named_png_image(tmp: Path) -> Case:
     path = data / "images" / "s1.png"
     path.write_text("id,label\n1,cat\n")
     return Case(
-        train_argv(data, tmp), [str(path)], ["not an image", "text"], [("replace", "delete")]
+        train_argv(data, tmp),
+        names=[str(path)],
+        says=["not an image", "text"],
+        todo=[("replace", "delete")],
     )
 
 
@@ -245,7 +230,10 @@ def text_named_png_mask(tmp: Path) -> Case:
     path.write_text("this is not a mask")
     checkpoint = make_checkpoint(tmp / "model.pt")
     return Case(
-        evaluate_argv(checkpoint, data, tmp), [str(path)], ["mask", "text"], [("replace", "delete")]
+        evaluate_argv(checkpoint, data, tmp),
+        names=[str(path)],
+        says=["mask", "text"],
+        todo=[("replace", "delete")],
     )
 
 
@@ -257,9 +245,9 @@ def mask_values_beyond_classes(tmp: Path) -> Case:
     save_mask(data / "masks" / "s1.png", mask)
     return Case(
         train_argv(data, tmp),
-        [str(data / "masks" / "s1.png"), "7"],
-        ["not classes", "2"],
-        [("fix the mask", "number of classes")],
+        names=[str(data / "masks" / "s1.png"), "7"],
+        says=["not classes", "2"],
+        todo=[("fix the mask", "number of classes")],
     )
 
 
@@ -268,7 +256,10 @@ def binary_0_255_masks(tmp: Path) -> Case:
     for path in (data / "masks").glob("*.png"):
         save_mask(path, np.asarray(Image.open(path)) * 255)
     return Case(
-        train_argv(data, tmp), [str(data / "masks")], ["0 and 255", "ignore"], ["fix-binary"]
+        train_argv(data, tmp),
+        names=[str(data / "masks")],
+        says=["0 and 255", "ignore"],
+        todo=["fix-binary"],
     )
 
 
@@ -279,7 +270,10 @@ def binary_0_255_masks_evaluate(tmp: Path) -> Case:
         save_mask(path, np.asarray(Image.open(path)) * 255)
     checkpoint = make_checkpoint(tmp / "model.pt")
     return Case(
-        evaluate_argv(checkpoint, data, tmp), [str(data / "masks")], ["255"], ["fix-binary"]
+        evaluate_argv(checkpoint, data, tmp),
+        names=[str(data / "masks")],
+        says=["255"],
+        todo=["fix-binary"],
     )
 
 
@@ -290,9 +284,9 @@ def rgb_mask(tmp: Path) -> Case:
     Image.fromarray(colours).save(data / "masks" / "s0.png")
     return Case(
         train_argv(data, tmp),
-        [str(data / "masks" / "s0.png")],
-        [("colour", "color", "rgb")],
-        [("index", "palette", "grayscale")],
+        names=[str(data / "masks" / "s0.png")],
+        says=[("colour", "color", "rgb")],
+        todo=[("index", "palette", "grayscale")],
     )
 
 
@@ -300,7 +294,12 @@ def jpeg_mask(tmp: Path) -> Case:
     data = make_dataset(tmp / "ds")
     (data / "masks" / "s0.png").unlink()
     Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(data / "masks" / "s0.jpg")
-    return Case(train_argv(data, tmp), [str(data / "masks" / "s0.jpg")], ["jpeg", "lossy"], ["png"])
+    return Case(
+        train_argv(data, tmp),
+        names=[str(data / "masks" / "s0.jpg")],
+        says=["jpeg", "lossy"],
+        todo=["png"],
+    )
 
 
 def size_mismatch(tmp: Path) -> Case:
@@ -308,9 +307,9 @@ def size_mismatch(tmp: Path) -> Case:
     save_mask(data / "masks" / "s3.png", np.zeros((SIZE - 12, SIZE)))
     return Case(
         train_argv(data, tmp),
-        [str(data / "masks" / "s3.png"), "32x20"],
-        ["but its image"],
-        [("same width and height", "re-export")],
+        names=[str(data / "masks" / "s3.png"), "32x20"],
+        says=["but its image"],
+        todo=[("same width and height", "re-export")],
     )
 
 
@@ -319,9 +318,9 @@ def split_id_without_files(tmp: Path) -> Case:
     (data / "splits" / "train.txt").write_text("s0\ns1\nghost_42\n")
     return Case(
         train_argv(data, tmp),
-        [str(data / "splits" / "train.txt"), "ghost_42"],
-        ["no image"],
-        [("add the files", "remove")],
+        names=[str(data / "splits" / "train.txt"), "ghost_42"],
+        says=["no image"],
+        todo=[("add the files", "remove")],
     )
 
 
@@ -330,9 +329,9 @@ def empty_split_file(tmp: Path) -> Case:
     (data / "splits" / "val.txt").write_text("\n# nothing yet\n")
     return Case(
         train_argv(data, tmp),
-        [str(data / "splits" / "val.txt")],
-        ["no ids"],
-        [("one id", "data split")],
+        names=[str(data / "splits" / "val.txt")],
+        says=["no ids"],
+        todo=[("one id", "data split")],
     )
 
 
@@ -340,15 +339,20 @@ def empty_images_folder(tmp: Path) -> Case:
     data = tmp / "ds"
     (data / "images").mkdir(parents=True)
     (data / "masks").mkdir()
-    return Case(train_argv(data, tmp), [str(data / "images")], ["no images"], ["put the images"])
+    return Case(
+        train_argv(data, tmp),
+        names=[str(data / "images")],
+        says=["no images"],
+        todo=["put the images"],
+    )
 
 
 def missing_dataset_folder(tmp: Path) -> Case:
     return Case(
         train_argv(tmp / "no_such_dataset", tmp),
-        [str(tmp / "no_such_dataset")],
-        ["not found"],
-        ["check the path"],
+        names=[str(tmp / "no_such_dataset")],
+        says=["not found"],
+        todo=["check the path"],
     )
 
 
@@ -356,9 +360,9 @@ def missing_dataset_folder_evaluate(tmp: Path) -> Case:
     checkpoint = make_checkpoint(tmp / "model.pt")
     return Case(
         evaluate_argv(checkpoint, tmp / "nowhere", tmp),
-        [str(tmp / "nowhere")],
-        ["not found"],
-        ["check the path"],
+        names=[str(tmp / "nowhere")],
+        says=["not found"],
+        todo=["check the path"],
     )
 
 
@@ -368,9 +372,9 @@ def config_unknown_field(tmp: Path) -> Case:
     config.write_text("optim:\n  learning_rate: 0.1\n")
     return Case(
         ["train", str(config), *train_argv(data, tmp)[1:]],
-        [str(config), "optim.learning_rate"],
-        ["unknown field"],
-        ["lr"],
+        names=[str(config), "optim.learning_rate"],
+        says=["unknown field"],
+        todo=["lr"],
     )
 
 
@@ -380,9 +384,9 @@ def config_mistyped_field(tmp: Path) -> Case:
     config.write_text("train:\n  epochs: ten\n")
     return Case(
         ["train", str(config), "--data", str(data), "--out-dir", str(tmp / "runs")],
-        [str(config), "train.epochs", "ten"],
-        ["integer"],
-        ["fix the field"],
+        names=[str(config), "train.epochs", "ten"],
+        says=["integer"],
+        todo=["fix the field"],
     )
 
 
@@ -390,9 +394,9 @@ def override_mistyped_field(tmp: Path) -> Case:
     data = make_dataset(tmp / "ds")
     return Case(
         train_argv(data, tmp, "--set", "optim.lr=fast"),
-        ["optim.lr", "--set", "fast"],
-        ["number"],
-        ["fix the field"],
+        names=["optim.lr", "--set", "fast"],
+        says=["number"],
+        todo=["fix the field"],
     )
 
 
@@ -400,7 +404,10 @@ def config_not_yaml(tmp: Path) -> Case:
     config = tmp / "run.yaml"
     config.write_text("train: [epochs: 1\n")
     return Case(
-        ["train", str(config), "--data", str(tmp)], [str(config)], ["yaml"], ["fix the yaml"]
+        ["train", str(config), "--data", str(tmp)],
+        names=[str(config)],
+        says=["yaml"],
+        todo=["fix the yaml"],
     )
 
 
@@ -410,9 +417,9 @@ def checkpoint_weights_do_not_fit(tmp: Path) -> Case:
     checkpoint = make_checkpoint(tmp / "model.pt", num_classes=2, stated_classes=3)
     return Case(
         evaluate_argv(checkpoint, data, tmp),
-        [str(checkpoint), "head.weight"],
-        ["do not fit", "shape"],
-        ["another model", "class count"],
+        names=[str(checkpoint), "head.weight"],
+        says=["do not fit", "shape"],
+        todo=["another model", "class count"],
     )
 
 
@@ -423,9 +430,9 @@ def checkpoint_from_another_architecture(tmp: Path) -> Case:
     Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(image)
     return Case(
         predict_argv(checkpoint, tmp, image),
-        [str(checkpoint), "missing"],
-        ["do not fit"],
-        ["another model"],
+        names=[str(checkpoint), "missing"],
+        says=["do not fit"],
+        todo=["another model"],
         absent=[str(tmp / "predictions" / "a_mask.png")],
     )
 
@@ -439,9 +446,9 @@ def checkpoint_for_fewer_classes(tmp: Path) -> Case:
     checkpoint = make_checkpoint(tmp / "model.pt")
     return Case(
         evaluate_argv(checkpoint, data, tmp),
-        [str(data / "masks" / "s2.png"), "3"],
-        ["2 classes"],
-        [("labelled with the model's classes", "train a model")],
+        names=[str(data / "masks" / "s2.png"), "3"],
+        says=["2 classes"],
+        todo=[("labelled with the model's classes", "train a model")],
     )
 
 
@@ -452,9 +459,9 @@ def checkpoint_truncated(tmp: Path) -> Case:
     Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(image)
     return Case(
         predict_argv(checkpoint, tmp, image),
-        [str(checkpoint)],
-        [("truncated", "not a readable")],
-        [("last.pt", "retrain")],
+        names=[str(checkpoint)],
+        says=[("truncated", "not a readable")],
+        todo=[("last.pt", "retrain")],
         absent=[str(tmp / "predictions" / "a_mask.png")],
     )
 
@@ -465,9 +472,9 @@ def checkpoint_zero_bytes(tmp: Path) -> Case:
     checkpoint.write_bytes(b"")
     return Case(
         evaluate_argv(checkpoint, data, tmp),
-        [str(checkpoint)],
-        [("empty", "truncated", "not a readable")],
-        [("last.pt", "retrain")],
+        names=[str(checkpoint)],
+        says=[("empty", "truncated", "not a readable")],
+        todo=[("last.pt", "retrain")],
     )
 
 
@@ -479,9 +486,9 @@ def checkpoint_plain_state_dict(tmp: Path) -> Case:
     Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(image)
     return Case(
         predict_argv(checkpoint, tmp, image),
-        [str(checkpoint)],
-        ["not a unetlab checkpoint"],
-        ["pretrained"],
+        names=[str(checkpoint)],
+        says=["not a unetlab checkpoint"],
+        todo=["pretrained"],
     )
 
 
@@ -491,9 +498,9 @@ def undecodable_video(tmp: Path) -> Case:
     video.write_bytes(np.random.default_rng(2).integers(0, 256, 20000, np.uint8).tobytes())
     return Case(
         predict_argv(checkpoint, tmp, video),
-        [str(video)],
-        [("cannot open", "cannot decode", "damaged")],
-        ["re-encode"],
+        names=[str(video)],
+        says=[("cannot open", "cannot decode", "damaged")],
+        todo=["re-encode"],
     )
 
 
@@ -501,9 +508,9 @@ def unknown_model_option(tmp: Path) -> Case:
     data = make_dataset(tmp / "ds")
     return Case(
         train_argv(data, tmp, "--model", "unet_plus_plus"),
-        ["unet_plus_plus", "model.name"],
-        ["unknown model"],
-        ["unet", "vgg16_unet"],
+        names=["unet_plus_plus", "model.name"],
+        says=["unknown model"],
+        todo=["unet", "vgg16_unet"],
     )
 
 
@@ -514,9 +521,9 @@ def unknown_model_in_config(tmp: Path) -> Case:
     config.write_text("model:\n  name: unetz\n")
     return Case(
         ["train", str(config), *train_argv(data, tmp)[1:]],
-        [str(config), "model.name", "unetz"],
-        ["unknown model"],
-        ["vgg16_unet"],
+        names=[str(config), "model.name", "unetz"],
+        says=["unknown model"],
+        todo=["vgg16_unet"],
     )
 
 
@@ -526,9 +533,9 @@ def unknown_loss_in_config(tmp: Path) -> Case:
     config.write_text("loss:\n  name: dicee\n")
     return Case(
         ["train", str(config), *train_argv(data, tmp)[1:]],
-        [str(config), "loss.name", "dicee"],
-        ["unknown loss"],
-        ["ce_dice"],
+        names=[str(config), "loss.name", "dicee"],
+        says=["unknown loss"],
+        todo=["ce_dice"],
     )
 
 
@@ -536,45 +543,53 @@ def unknown_loss_option(tmp: Path) -> Case:
     data = make_dataset(tmp / "ds")
     return Case(
         train_argv(data, tmp, "--set", "loss.name=dicee"),
-        ["dicee", "loss.name"],
-        ["unknown loss"],
-        ["ce_dice"],
+        names=["dicee", "loss.name"],
+        says=["unknown loss"],
+        todo=["ce_dice"],
     )
 
 
 def unknown_model_summary(tmp: Path) -> Case:
     return Case(
-        ["summary", "unetz"], ["unetz"], [("neither a model name", "unknown")], ["mobilenet_unet"]
+        ["summary", "unetz"],
+        names=["unetz"],
+        says=[("neither a model name", "unknown")],
+        todo=["mobilenet_unet"],
     )
 
 
 def summary_input_not_a_size(tmp: Path) -> Case:
     return Case(
         ["summary", "unet", "--input", "banana"],
-        ["--input", "banana"],
-        ["not a size"],
-        ["3x512x512"],
+        names=["--input", "banana"],
+        says=["not a size"],
+        todo=["3x512x512"],
     )
 
 
 def summary_input_zero_side(tmp: Path) -> Case:
     return Case(
-        ["summary", "unet", "--input", "3x0x64"], ["--input", "3x0x64"], ["positive"], ["3x512x512"]
+        ["summary", "unet", "--input", "3x0x64"],
+        names=["--input", "3x0x64"],
+        says=["positive"],
+        todo=["3x512x512"],
     )
 
 
 def summary_input_wrong_multiple(tmp: Path) -> Case:
     argv = ["summary", "unet", "-o", "base=4", "--input", "3x100x100"]
-    return Case(argv, ["--input", "3x100x100"], ["multiples of 16"], ["96x96", "112x112"])
+    return Case(
+        argv, names=["--input", "3x100x100"], says=["multiples of 16"], todo=["96x96", "112x112"]
+    )
 
 
 def predict_input_missing(tmp: Path) -> Case:
     checkpoint = make_checkpoint(tmp / "model.pt")
     return Case(
         predict_argv(checkpoint, tmp, tmp / "photos" / "img_001.png"),
-        [str(tmp / "photos" / "img_001.png")],
-        ["no such file"],
-        ["check the path"],
+        names=[str(tmp / "photos" / "img_001.png")],
+        says=["no such file"],
+        todo=["check the path"],
     )
 
 
@@ -584,9 +599,9 @@ def predict_input_not_an_image(tmp: Path) -> Case:
     notes.write_text("hello")
     return Case(
         predict_argv(checkpoint, tmp, notes),
-        [str(notes)],
-        ["not an image or video"],
-        [".png", ".mp4"],
+        names=[str(notes)],
+        says=["not an image or video"],
+        todo=[".png", ".mp4"],
     )
 
 
@@ -600,9 +615,9 @@ def predict_truncated_image_among_good(tmp: Path) -> Case:
     bad.write_bytes(bad.read_bytes()[:60])
     return Case(
         predict_argv(checkpoint, tmp, images),
-        [str(bad)],
-        [("truncated", "corrupt")],
-        [("re-export", "re-copy")],
+        names=[str(bad)],
+        says=[("truncated", "corrupt")],
+        todo=[("re-export", "re-copy")],
     )
 
 
@@ -610,9 +625,9 @@ def resume_without_checkpoint(tmp: Path) -> Case:
     (tmp / "runs" / "old").mkdir(parents=True)
     return Case(
         ["train", "--resume", str(tmp / "runs" / "old")],
-        [str(tmp / "runs" / "old")],
-        ["nothing to resume"],
-        ["run folder"],
+        names=[str(tmp / "runs" / "old")],
+        says=["nothing to resume"],
+        todo=["run folder"],
     )
 
 
@@ -846,8 +861,8 @@ def huge_predict_setup(tmp: Path) -> tuple[Path, Path]:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_huge_image_is_tiled_in_bounded_memory(tmp_path) -> None:
     """``predict`` on 20000 x 20000: it must tile, not refuse or blow up; memory is watched
-    from the start until a few tiles are done, then the run is stopped (finishing takes about
-    9 minutes of CPU on a 2-core machine; ``test_huge_image_predicted_to_the_end`` does it)."""
+    from the start until a few tiles are done, then the run is stopped (finishing takes 2.5 to 9
+    minutes on a 2-core machine; ``test_huge_image_predicted_to_the_end`` does it)."""
     import threading
 
     checkpoint, image = huge_predict_setup(tmp_path)
@@ -891,7 +906,8 @@ def test_huge_image_is_tiled_in_bounded_memory(tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(
     os.environ.get("UNETLAB_HUGE_IMAGE_TEST") != "1",
-    reason="about 9 min and 4.5 GB on a 2-core CPU; set UNETLAB_HUGE_IMAGE_TEST=1 to run",
+    reason="2.5 min (idle) to 9 min (busy) and 4.4 GB on a 2-core CPU; "
+    "set UNETLAB_HUGE_IMAGE_TEST=1 to run",
 )
 def test_huge_image_predicted_to_the_end(tmp_path) -> None:
     """The whole 20000 x 20000 prediction through a real process: outputs and peak memory."""
