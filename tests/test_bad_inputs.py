@@ -861,7 +861,7 @@ def huge_predict_setup(tmp: Path) -> tuple[Path, Path]:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_huge_image_is_tiled_in_bounded_memory(tmp_path) -> None:
     """``predict`` on 20000 x 20000: it must tile, not refuse or blow up; memory is watched
-    from the start until a few tiles are done, then the run is stopped (finishing takes 2.5 to 9
+    from the start until a few tiles are done, then the run is stopped (finishing takes 2 to 9
     minutes on a 2-core machine; ``test_huge_image_predicted_to_the_end`` does it)."""
     import threading
 
