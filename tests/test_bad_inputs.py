@@ -639,14 +639,7 @@ CASES: list[Callable[[Path], Case] | pytest.param] = [
     text_named_png_mask,
     mask_values_beyond_classes,
     binary_0_255_masks,
-    pytest.param(
-        binary_0_255_masks_evaluate,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="evaluate crashes (ValueError in adapted_rand_error) on a mask with "
-            "no foreground, and does not refuse 0/255 masks",
-        ),
-    ),
+    binary_0_255_masks_evaluate,
     rgb_mask,
     jpeg_mask,
     size_mismatch,
@@ -658,14 +651,7 @@ CASES: list[Callable[[Path], Case] | pytest.param] = [
     config_unknown_field,
     config_mistyped_field,
     override_mistyped_field,
-    pytest.param(
-        config_not_yaml,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="read_yaml pastes PyYAML's whole multi-line report (with a caret drawing) "
-            "into the message: 8 lines instead of one paragraph",
-        ),
-    ),
+    config_not_yaml,
     checkpoint_weights_do_not_fit,
     checkpoint_from_another_architecture,
     checkpoint_for_fewer_classes,
@@ -819,11 +805,6 @@ def test_one_pixel_image_is_predicted(padding, value, tmp_path, capfd) -> None:
     assert int(labels[0, 0]) == reference_label(checkpoint, value, side)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapted_rand_error builds a scipy matrix from zero pixels and raises ValueError "
-    "when a truth mask has no foreground (fix proposed in the QA report)",
-)
 def test_evaluate_image_without_foreground(tmp_path, capfd) -> None:
     """A validation image with nothing but background is ordinary data, not an error."""
     data = make_dataset(tmp_path / "ds")

@@ -57,11 +57,15 @@ def open_image(path: str | Path, what: str = "image", pages: bool = False) -> Im
     (then the file stays open for reading the other pages; close it when done).
     """
     path = Path(path)
+    a_what = f"{'an' if what[0] in 'aeiou' else 'a'} {what}"
+    replacement = (
+        "a PNG of class indices" if what == "mask" else "a real image file (PNG, JPEG, TIFF, ...)"
+    )
     if not path.is_file():
         raise DataFileError(MISSING, f"{what} file not found", path, "check the path and the name")
     if path.stat().st_size == 0:
         raise DataFileError(
-            UNREADABLE, f"empty file (0 bytes), not an {what}", path, "replace or delete the file"
+            UNREADABLE, f"empty file (0 bytes), not {a_what}", path, "replace or delete the file"
         )
     try:
         image = Image.open(path)
@@ -74,9 +78,9 @@ def open_image(path: str | Path, what: str = "image", pages: bool = False) -> Im
     except UnidentifiedImageError:
         raise DataFileError(
             UNREADABLE,
-            f"not an {what}: no image format recognised{_looks_like_text(path)}",
+            f"not {a_what}: no image format recognised{_looks_like_text(path)}",
             path,
-            "replace it with a real image file (PNG, JPEG, BMP, TIFF, WebP) or delete it",
+            f"replace it with {replacement} or delete it",
         ) from None
     except Image.DecompressionBombError as exc:
         raise DataFileError(

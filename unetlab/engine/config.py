@@ -266,8 +266,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise UnetlabError("config file not found", path, "check the path")
     try:
         values = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UnetlabError(f"not a readable YAML file ({exc})", path, "fix the YAML") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).strip().split("\n")[0]
+        raise UnetlabError(
+            f"not a readable YAML file: {problem}{where}", path, "fix the YAML syntax there"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise UnetlabError(
+            f"not a text file ({exc.reason})", path, "pass a YAML config file"
+        ) from None
     if values is None:
         return {}
     if not isinstance(values, dict):

@@ -552,6 +552,16 @@ def evaluate(
             "evaluate on data labelled with the model's classes (0..N-1, 255 = ignore), or "
             "train a model for this dataset's classes",
         ) from None
+    truth_pixels = measured.matrix.matrix.sum(axis=1)  # rows = truth classes
+    if card.num_classes == 2 and recorder.ignored_pixels and not truth_pixels[1:].any():
+        mask_dir = dataset.info.mask_dir
+        raise UnetlabError(
+            f"the masks of split '{split}' hold only 0 and 255 ({recorder.ignored_pixels} "
+            "pixels are 255): these look like 0/255 binary masks, and 255 means 'ignore' to "
+            "unetlab, so every foreground pixel would go unscored",
+            mask_dir,
+            f"run 'unetlab data fix-binary {mask_dir}' to rewrite 0/255 masks as 0/1",
+        )
     report = EvaluationReport(
         checkpoint=card.path,
         data_root=str(Path(data_root).resolve()),

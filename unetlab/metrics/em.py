@@ -63,6 +63,8 @@ def adapted_rand_error(
     _, truth_index = np.unique(truth[keep], return_inverse=True)
     _, pred_index = np.unique(pred[keep], return_inverse=True)
     n = int(keep.sum())
+    if n == 0:  # no truth foreground (e.g. an image of background only): no pair to compare
+        return math.nan, math.nan, math.nan
     table = sparse.coo_matrix(
         (np.ones(n, dtype=np.int64), (truth_index.ravel(), pred_index.ravel()))
     ).tocsr()  # duplicates are summed: table[i, j] = n_ij
