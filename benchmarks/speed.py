@@ -776,6 +776,57 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def profile_ops(sizes: Sizes, threads: int, runs: int = 2) -> str:
+    """Where the time goes: per-operator shares of unetlab's unet at the latency shape, from
+    ONNX Runtime's profiler (fp32 and int8 sessions) and torch.profiler (eager channels_last)."""
+    import collections
+
+    import onnxruntime as ort
+    import torch
+
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="unetlab-profile-") as folder:
+        fp32, int8, _ = prepare_onnx(Path(folder), sizes, print)
+        x = np.random.default_rng(0).uniform(0, 255, (1, 3, sizes.side, sizes.side))
+        for label, path in (("ONNX Runtime fp32", fp32), ("ONNX Runtime int8", int8)):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(folder) / label.replace(" ", "_"))
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            feed = {session.get_inputs()[0].name: x.astype(np.float32)}
+            for _ in range(runs + 1):  # the profile includes the first (warm-up) call
+                session.run(None, feed)
+            events = json.loads(Path(session.end_profiling()).read_text())
+            per_op: collections.Counter[str] = collections.Counter()
+            for event in events:
+                if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                    per_op[event["args"]["op_name"]] += event["dur"]
+            lines.append(_shares(label, per_op, runs + 1, unit=1e-6))
+        torch.set_num_threads(threads)
+        model = build_torch_model("unetlab", sizes.base).eval()
+        model = model.to(memory_format=torch.channels_last)
+        xt = torch.randn(1, 3, sizes.side, sizes.side).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            model(xt)
+            with torch.profiler.profile() as prof:
+                for _ in range(runs):
+                    model(xt)
+        per_op = collections.Counter()
+        for item in prof.key_averages():
+            per_op[item.key] += item.self_cpu_time_total
+        lines.append(_shares("torch eager channels_last", per_op, runs, unit=1e-6))
+    return "\n\n".join(lines)
+
+
+def _shares(label: str, per_op, runs: int, unit: float) -> str:
+    total = sum(per_op.values()) or 1
+    rows = [f"{label}: {total * unit / runs:.2f} s of operator time per forward pass"]
+    for op, spent in per_op.most_common(8):
+        rows.append(f"  {op:32s} {100 * spent / total:5.1f}%  {spent * unit / runs:7.3f} s")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 round, no warm-up")
@@ -793,6 +844,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="add a torch.compile candidate")
     parser.add_argument("--out", default="speed_results.json")
     parser.add_argument("--from-json", help="re-print the tables and targets of a results file")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only print where the time goes (operator shares), no comparison",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -804,6 +860,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_targets(targets(stored["results"])))
         return 0
     sizes = Sizes.quick() if args.quick else Sizes()
+    if args.profile:
+        print(profile_ops(sizes, args.threads))
+        return 0
     repeats, warmup = (1, 0) if args.quick else (args.repeats, args.warmup)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
 
