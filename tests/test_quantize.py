@@ -12,7 +12,10 @@ import torch
 from conftest import shared_dataset
 from PIL import Image
 
+from unetlab.cli.main import main
 from unetlab.data.preprocess import Normalization, image_to_tensor
+from unetlab.engine.checkpoint import save_checkpoint
+from unetlab.engine.evaluate import evaluate
 from unetlab.errors import UnetlabError
 from unetlab.export.onnx import export_model
 from unetlab.export.onnx_runtime import OnnxPredictor, read_metadata
@@ -116,18 +119,23 @@ def test_already_quantized_and_unknown_method_are_refused(exported, tmp_path):
         quantize_onnx(path, tmp_path / "q.onnx", image, method="median")
 
 
+def disk_dataset(root, count: int = 3, side: int = 70, width: int = 50):
+    """A plain-layout dataset of disk images: train = even ids, val = odd ids."""
+    for folder in ("images", "masks", "splits"):
+        (root / folder).mkdir(parents=True)
+    for i in range(count):
+        image, mask = disk_image(i, side=side)
+        Image.fromarray(image[:, :width]).save(root / "images" / f"s{i}.png")
+        Image.fromarray(mask[:, :width]).save(root / "masks" / f"s{i}.png")
+    ids = [f"s{i}" for i in range(count)]
+    (root / "splits" / "train.txt").write_text("\n".join(ids[0::2]) + "\n")
+    (root / "splits" / "val.txt").write_text("\n".join(ids[1::2]) + "\n")
+    return root
+
+
 def test_calibration_from_a_dataset_folder(exported, tmp_path):
     _, path, _ = exported
-    root = tmp_path / "data"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    (root / "splits").mkdir()
-    for i in range(3):
-        image, mask = disk_image(i, side=70)
-        Image.fromarray(image[:, :50]).save(root / "images" / f"s{i}.png")
-        Image.fromarray(mask[:, :50]).save(root / "masks" / f"s{i}.png")
-    (root / "splits" / "train.txt").write_text("s0\ns2\n")
-    (root / "splits" / "val.txt").write_text("s1\n")
+    root = disk_dataset(tmp_path / "data")
     report = quantize_onnx(path, tmp_path / "q.onnx", root, split="train", num_images=8)
     # 70 x 50 images, sides must be multiples of 4 (depth 2): centred 68 x 48 windows
     assert report.input_shapes == [(1, 3, 68, 48)] * 2
@@ -169,3 +177,65 @@ def test_calibration_images_from_the_isbi_training_split():
     x = prepare_calibration_input(images[0], meta, max_side=512)
     assert len(images) == 2 and x.shape == (1, 1, 512, 512)
     assert x.max() <= 255.0 and x.max() > 100  # raw 8-bit pixel values, not normalised
+
+
+def save_run(model, run):
+    payload = {
+        "model": SPEC,
+        "state_dict": model.state_dict(),
+        "data": {"class_names": ["bg", "disk"], **NORM.to_dict()},
+    }
+    save_checkpoint(payload, run / "checkpoints" / "best.pt")
+    return run
+
+
+def test_export_int8_from_the_command_line(exported, tmp_path, capsys):
+    """``unetlab export RUN --int8 DATA``: the fp32 file, then an int8 copy calibrated on the
+    named split, whose labels agree with the float model's."""
+    model, _, _ = exported
+    run = save_run(model, tmp_path / "run")
+    root = disk_dataset(tmp_path / "data", count=5, side=64, width=64)
+    out = tmp_path / "export" / "disk.onnx"
+    args = ["export", str(run), "--out", str(out), "--int8", str(root)]
+    assert main([*args, "--calibration-images", "2", "--calibration-split", "val"]) == 0
+    printed = capsys.readouterr().out
+    int8_path = tmp_path / "export" / "disk.int8.onnx"
+    assert out.is_file() and int8_path.is_file() and str(int8_path) in printed
+    quant = read_metadata(int8_path)["quantization"]
+    assert quant["calibration_images"] == 2 and quant["method"] == "minmax"
+    assert quant["source"] == "disk.onnx"
+    image, _ = disk_image(98)
+    fp32 = OnnxPredictor(out, progress=False).predict(image).labels
+    int8 = OnnxPredictor(int8_path, progress=False).predict(image).labels
+    assert (fp32 == int8).mean() > 0.95
+
+
+def test_export_int8_with_a_bad_dataset_writes_nothing(exported, tmp_path, capsys):
+    model, _, _ = exported
+    payload = {"model": SPEC, "state_dict": model.state_dict(), "data": NORM.to_dict()}
+    save_checkpoint(payload, tmp_path / "best.pt")
+    out = tmp_path / "m.onnx"
+    missing = tmp_path / "no-such-dataset"
+    args = ["export", str(tmp_path / "best.pt"), "--out", str(out), "--int8", str(missing)]
+    assert main(args) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_evaluate_scores_an_export_like_its_checkpoint(exported, tmp_path):
+    """evaluate(model.onnx) runs ONNX Runtime through the same loop as the checkpoint: the fp32
+    export gives the checkpoint's confusion matrix; the int8 one is scored, not refused."""
+    model, path, int8 = exported
+    run = save_run(model, tmp_path / "run")
+    root = disk_dataset(tmp_path / "data", count=6, side=72, width=54)  # 54: padded to 56
+    reports = {
+        name: evaluate(source, root, out_dir=tmp_path / name, num_panels=1)
+        for name, source in [("torch", run), ("fp32", path), ("int8", int8.path)]
+    }
+    torch_report, fp32, quantized = reports["torch"], reports["fp32"], reports["int8"]
+    assert torch_report.scores["miou"] > 0.8  # the model finds the disks
+    np.testing.assert_array_equal(fp32.confusion, torch_report.confusion)
+    assert fp32.class_names == ["bg", "disk"] and fp32.checkpoint == str(path)
+    assert quantized.confusion.sum() == torch_report.confusion.sum()
+    assert abs(quantized.scores["miou"] - torch_report.scores["miou"]) < 0.05
+    assert (tmp_path / "int8" / "report.json").is_file()

@@ -65,7 +65,8 @@ def evaluate(
     num_panels: int,
     boundary_class: str | None,
 ) -> None:
-    """Per-class IoU/recall/precision/Dice, mIoU, pixel accuracy and mPA of a trained model.
+    """Per-class IoU/recall/precision/Dice, mIoU, pixel accuracy and mPA of a trained model
+    (a run folder, a .pt checkpoint, or an exported .onnx file, fp32 or int8).
 
     Binary tasks also get pixel error and adapted Rand error. Writes report.json, a
     confusion-matrix PNG and image | truth | prediction panels.

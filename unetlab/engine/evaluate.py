@@ -496,19 +496,30 @@ def evaluate(
     """Evaluate a checkpoint (or a run folder's best one) on ``data_root``'s ``split``.
 
     Everything about the model comes from the checkpoint (architecture, class names and colours,
-    normalisation). Writes ``report.json``, ``confusion_matrix.png`` and ``panels/<id>.png`` (the
-    first ``num_panels`` images) into ``out_dir`` (default ``RUN/evaluation/<split>``).
-    ``threshold`` (default 0.5) is for one-channel binary models only; ``tta`` as in
-    ``predict_logits``; ``boundary_class`` picks the region separator of the Rand error (module
-    docstring). ``verbose`` prints :meth:`EvaluationReport.summary`.
+    normalisation). An exported ``.onnx`` file (fp32 or int8) is scored the same way, run by
+    ONNX Runtime on the CPU: how to check what quantisation costs before deploying it.
+    Writes ``report.json``, ``confusion_matrix.png`` and ``panels/<id>.png`` (the first
+    ``num_panels`` images) into ``out_dir`` (default ``RUN/evaluation/<split>``).
+    ``threshold`` (default 0.5, or the export's) is for one-channel binary models only;
+    ``tta`` as in ``predict_logits``; ``boundary_class`` picks the region separator of the
+    Rand error (module docstring). ``verbose`` prints :meth:`EvaluationReport.summary`.
     """
     from unetlab.data import make_loader, open_dataset
     from unetlab.data.problems import VALUES, DataFileError
     from unetlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from unetlab.engine.distributed import resolve_device
     from unetlab.engine.plots import plot_confusion
+    from unetlab.export.onnx_module import OnnxModule, is_onnx_file
 
-    checkpoint = load_checkpoint(checkpoint_or_run)
+    if is_onnx_file(checkpoint_or_run):  # an export (fp32 or int8), run by ONNX Runtime
+        model: nn.Module = OnnxModule(checkpoint_or_run)
+        checkpoint = model.as_checkpoint()
+        device = "cpu"
+        if threshold is None and int(checkpoint["model"]["num_classes"]) == 1:
+            threshold = checkpoint["threshold"]  # the one stored at export, as predict uses
+    else:
+        checkpoint = load_checkpoint(checkpoint_or_run)
+        model = model_from_checkpoint(checkpoint)
     card = ModelCard.from_checkpoint(checkpoint)
     threshold_used = card.threshold(threshold)
     region_scores = (
@@ -524,7 +535,7 @@ def evaluate(
         in_channels=card.in_channels,
     )
     torch_device = resolve_device(str(device))
-    model = model_from_checkpoint(checkpoint).to(torch_device)
+    model = model.to(torch_device)
     loader = make_loader(
         dataset, batch_size=batch_size, shuffle=False, collate_fn=_one_size_collate(data_root)
     )

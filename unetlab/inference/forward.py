@@ -30,9 +30,13 @@ def model_geometry(model: nn.Module) -> Geometry:
 
     Same padding: input sides must be multiples of ``model.size_multiple``, output = input.
     Valid padding (``model.padding == "valid"``): the margin comes from
-    :mod:`unetlab.models.padding` for the model's ``depth``.
+    :mod:`unetlab.models.padding` for the model's ``depth``. A module that carries its own
+    ``geometry`` (an exported graph, :class:`unetlab.export.onnx_module.OnnxModule`) gives it.
     """
     model = unwrap(model)
+    stored = getattr(model, "geometry", None)
+    if isinstance(stored, Geometry):
+        return stored
     multiple = int(getattr(model, "size_multiple", 1))
     if getattr(model, "padding", "same") != "valid":
         return Geometry(multiple=multiple, min_output=multiple)
