@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON record")
     parser.add_argument("--runs", default="runs/benchmarks", help="folder for the run folders")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--tag", default="", help="suffix of the record's name, e.g. bf16")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override (repeatable)")
     args = parser.parse_args(argv)
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from unetlab.engine.trainer import train
 
     out = Path(args.out)
-    name = f"quality-{args.preset}-{args.minutes:g}min"
+    name = f"quality-{args.preset}-{args.minutes:g}min" + (f"-{args.tag}" if args.tag else "")
     cfg = load_config(
         preset=args.preset,
         options={

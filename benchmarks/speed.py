@@ -94,6 +94,7 @@ class Candidate:
     channels_last: bool = False
     fold_bn: bool = False
     compile: bool = False
+    cast_bf16: bool = False  # bf16 weights and input (no autocast): inference only
     onnx_path: str = ""
     note: str = ""
 
@@ -113,9 +114,11 @@ def candidates(tasks: list[str], onnx_fp32: str, onnx_int8: str, compile_: bool)
         if compile_:
             c.append(Candidate("unetlab torch.compile channels_last", task, "unetlab", "torch",
                                channels_last=True, compile=True))  # fmt: skip
-        if full:
-            c.append(Candidate("unetlab torch bf16 autocast channels_last", task, "unetlab",
-                               "torch", precision="bf16", channels_last=True))  # fmt: skip
+        c.append(Candidate("unetlab torch bf16 autocast channels_last", task, "unetlab",
+                           "torch", precision="bf16", channels_last=True))  # fmt: skip
+        c.append(Candidate("unetlab torch bf16 weights channels_last + BN folded", task,
+                           "unetlab", "torch", precision="bf16", channels_last=True,
+                           fold_bn=True, cast_bf16=True))  # fmt: skip
         c.append(Candidate("unetlab ONNX Runtime fp32", task, "unetlab", "onnx",
                            onnx_path=onnx_fp32))  # fmt: skip
         c.append(Candidate("unetlab ONNX Runtime int8", task, "unetlab", "onnx", precision="int8",
@@ -135,6 +138,8 @@ def candidates(tasks: list[str], onnx_fp32: str, onnx_int8: str, compile_: bool)
         c.append(Candidate("unetlab fp32 NCHW", t, "unetlab", "torch"))
         c.append(Candidate("unetlab fp32 channels_last", t, "unetlab", "torch", channels_last=True))
         c.append(Candidate("unetlab bf16 autocast NCHW", t, "unetlab", "torch", precision="bf16"))
+        c.append(Candidate("unetlab bf16 autocast channels_last", t, "unetlab", "torch",
+                           precision="bf16", channels_last=True))  # fmt: skip
         c.append(Candidate(f"{PEER_BASIC} (BN, ReLU) fp32 NCHW", t, "peer", "torch",
                            model="basic_bn"))  # fmt: skip
         c.append(Candidate(f"{PEER_BASIC} (BN, ReLU) fp32 channels_last", t, "peer", "torch",
@@ -234,8 +239,9 @@ class Runner:
         model = model.eval()
         if cand.fold_bn:
             model = fold_batch_norm(copy.deepcopy(model))
-        self.model = model.to(memory_format=fmt)
-        self.x = torch.randn(*shape).contiguous(memory_format=fmt)
+        dtype = torch.bfloat16 if cand.cast_bf16 else torch.float32
+        self.model = model.to(dtype=dtype, memory_format=fmt)
+        self.x = torch.randn(*shape, dtype=dtype).contiguous(memory_format=fmt)
         if cand.compile:
             import torch._inductor.config as inductor
 
@@ -252,7 +258,7 @@ class Runner:
         import torch
 
         with torch.inference_mode():
-            if self.cand.precision == "bf16":
+            if self.cand.precision == "bf16" and not self.cand.cast_bf16:
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     self.model(self.x)
             else:
@@ -303,27 +309,38 @@ class Runner:
         self.conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).eval()
         self.conv = self.conv.to(memory_format=torch.channels_last)
         self.cx = torch.randn(1, c, side, side).contiguous(memory_format=torch.channels_last)
+        # the same two operations in bf16 (native on AVX-512 bf16 / AMX, emulated elsewhere)
+        self.a16, self.b16 = self.a.bfloat16(), self.b.bfloat16()
+        self.conv16, self.cx16 = copy.deepcopy(self.conv).bfloat16(), self.cx.bfloat16()
         self.matmul_flops = 2 * n**3
         self.conv_flops = 2 * c * c * 9 * side * side
-        self.flops = self.matmul_flops + self.conv_flops
+        self.flops = 2 * (self.matmul_flops + self.conv_flops)
         self.run = self._ceiling
         return {
-            "matmul": f"{n}x{n} @ {n}x{n} fp32",
-            "conv": f"3x3 conv {c}->{c} channels on 1x{c}x{side}x{side}, channels_last, fp32",
+            "matmul": f"{n}x{n} @ {n}x{n}, fp32 and bf16",
+            "conv": f"3x3 conv {c}->{c} channels on 1x{c}x{side}x{side}, channels_last, "
+            "fp32 and bf16",
         }
 
     def _ceiling(self) -> None:
         import torch
 
+        marks = [time.perf_counter()]
         with torch.inference_mode():
-            start = time.perf_counter()
-            torch.mm(self.a, self.b)
-            middle = time.perf_counter()
-            self.conv(self.cx)
-            end = time.perf_counter()
+            for step in (
+                lambda: torch.mm(self.a, self.b),
+                lambda: self.conv(self.cx),
+                lambda: torch.mm(self.a16, self.b16),
+                lambda: self.conv16(self.cx16),
+            ):
+                step()
+                marks.append(time.perf_counter())
+        seconds = [b - a for a, b in itertools.pairwise(marks)]
+        flops = [self.matmul_flops, self.conv_flops] * 2
+        names = ["matmul", "conv", "matmul_bf16", "conv_bf16"]
         self.parts = {
-            "matmul_gflops_per_s": self.matmul_flops / (middle - start) / 1e9,
-            "conv_gflops_per_s": self.conv_flops / (end - middle) / 1e9,
+            f"{name}_gflops_per_s": f / t / 1e9
+            for name, f, t in zip(names, flops, seconds, strict=True)
         }
 
 
@@ -910,8 +927,9 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(record, indent=2, default=str))
     log(markdown(record["results"]))
     if ceiling:
-        log(f"\nceiling (median): matmul {ceiling['matmul_gflops_per_s']:.0f} GFLOP/s, "
-            f"conv {ceiling['conv_gflops_per_s']:.0f} GFLOP/s")  # fmt: skip
+        log("\nceiling (median GFLOP/s): " + ", ".join(
+            f"{key.removesuffix('_gflops_per_s')} {value:.0f}"
+            for key, value in ceiling.items() if key != "all"))  # fmt: skip
     log(format_targets(record["targets"]))
     log(f"load average at start {record['loadavg_at_start']}, at end {record['loadavg_at_end']}")
     log(f"results: {args.out}")
