@@ -239,3 +239,7 @@ def test_evaluate_scores_an_export_like_its_checkpoint(exported, tmp_path):
     assert quantized.confusion.sum() == torch_report.confusion.sum()
     assert abs(quantized.scores["miou"] - torch_report.scores["miou"]) < 0.05
     assert (tmp_path / "int8" / "report.json").is_file()
+    bf16 = evaluate(run, root, out_dir=tmp_path / "bf16", num_panels=0, precision="bf16")
+    assert abs(bf16.scores["miou"] - torch_report.scores["miou"]) < 0.02
+    with pytest.raises(UnetlabError, match="precision bf16 applies to checkpoints"):
+        evaluate(path, root, out_dir=tmp_path / "x", precision="bf16")

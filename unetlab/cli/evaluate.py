@@ -40,6 +40,13 @@ import click
 )
 @click.option("--tta", is_flag=True, help="Average predictions over flipped copies (4x slower).")
 @click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
+    help="Checkpoints: bf16/fp16 autocast, or auto (bf16 where native): measure what it costs.",
+)
+@click.option(
     "--panels",
     "num_panels",
     default=4,
@@ -62,6 +69,7 @@ def evaluate(
     batch_size: int,
     threshold: float | None,
     tta: bool,
+    precision: str,
     num_panels: int,
     boundary_class: str | None,
 ) -> None:
@@ -83,6 +91,7 @@ def evaluate(
         num_panels=num_panels,
         threshold=threshold,
         tta=tta,
+        precision=precision,
         boundary_class=boundary_class,
     )
     click.echo(report.summary())

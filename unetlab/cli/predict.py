@@ -14,7 +14,7 @@ import click
 from unetlab.errors import UnetlabError
 
 
-def load_predictor(model: str, backend: str, device: str, **options: Any):
+def load_predictor(model: str, backend: str, device: str, precision: str = "fp32", **options: Any):
     """A torch ``Predictor`` for a checkpoint/run folder or an ``OnnxPredictor`` for ``.onnx``."""
     if backend == "auto":
         backend = "onnx" if str(model).lower().endswith(".onnx") else "torch"
@@ -25,6 +25,13 @@ def load_predictor(model: str, backend: str, device: str, **options: Any):
                 model,
                 f"export it first: unetlab export {model} --out model.onnx",
             )
+        if precision not in ("fp32", "auto"):
+            raise UnetlabError(
+                f"--precision {precision} applies to checkpoints (the torch backend); an .onnx "
+                "file runs in the precision it was exported in",
+                model,
+                "for a faster ONNX model, export an int8 copy (unetlab export CKPT --int8 DATA)",
+            )
         from unetlab.export.onnx_runtime import OnnxPredictor
 
         return OnnxPredictor(model, **options)
@@ -32,7 +39,7 @@ def load_predictor(model: str, backend: str, device: str, **options: Any):
         raise UnetlabError("an .onnx file runs on the onnx backend", model, "use --backend onnx")
     from unetlab.inference.predictor import Predictor
 
-    return Predictor.from_checkpoint(model, device=device, **options)
+    return Predictor.from_checkpoint(model, device=device, precision=precision, **options)
 
 
 @click.command()
@@ -100,6 +107,14 @@ def load_predictor(model: str, backend: str, device: str, **options: Any):
     type=click.Choice(["auto", "torch", "onnx"]),
     help="torch for checkpoints; onnx for exported .onnx files (no torch needed).",
 )
+@click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
+    help="Checkpoints: bf16/fp16 autocast, or auto (bf16 where the CPU/GPU computes it natively: "
+    "about 3x faster on CPUs with AMX).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def predict(
     model,
@@ -115,6 +130,7 @@ def predict(
     batch_size,
     device,
     backend,
+    precision,
     quiet,
 ) -> None:
     """Predict images, folders, glob patterns or videos with a checkpoint (or run folder).
@@ -136,7 +152,7 @@ def predict(
     }
     if threshold is not None:
         options["threshold"] = threshold
-    predictor = load_predictor(model, backend, device, **options)
+    predictor = load_predictor(model, backend, device, precision, **options)
     if threshold is not None and len(predictor.class_names) > 2:
         click.echo(
             f"note: --threshold ignored: the model has {predictor.num_classes} classes "
@@ -309,6 +325,13 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
     help="For a model name: a model option (repeatable), e.g. -o base=32.",
 )
 @click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
+    help="torch backend: bf16/fp16 autocast, or auto (bf16 where native).",
+)
 def bench(
     target,
     input_shape,
@@ -322,6 +345,7 @@ def bench(
     classes,
     options,
     device,
+    precision,
 ) -> None:
     """Latency (median, p90) and FPS of a checkpoint, an .onnx file or a model name."""
     from unetlab.inference.bench import bench as run_bench
@@ -339,5 +363,6 @@ def bench(
         num_classes=classes,
         options=_parse_options(options),
         device=device,
+        precision=precision,
     )
     click.echo(result.format())

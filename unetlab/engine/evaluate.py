@@ -492,6 +492,7 @@ def evaluate(
     tta: bool | str = False,
     boundary_class: int | str | None = None,
     verbose: bool = False,
+    precision: str = "fp32",
 ) -> EvaluationReport:
     """Evaluate a checkpoint (or a run folder's best one) on ``data_root``'s ``split``.
 
@@ -503,6 +504,7 @@ def evaluate(
     ``threshold`` (default 0.5, or the export's) is for one-channel binary models only;
     ``tta`` as in ``predict_logits``; ``boundary_class`` picks the region separator of the
     Rand error (module docstring). ``verbose`` prints :meth:`EvaluationReport.summary`.
+    ``precision``: ``fp32``, ``bf16``/``fp16`` autocast or ``auto``, as for ``Predictor``.
     """
     from unetlab.data import make_loader, open_dataset
     from unetlab.data.problems import VALUES, DataFileError
@@ -510,6 +512,7 @@ def evaluate(
     from unetlab.engine.distributed import resolve_device
     from unetlab.engine.plots import plot_confusion
     from unetlab.export.onnx_module import OnnxModule, is_onnx_file
+    from unetlab.inference.precision import autocast_dtype
 
     if is_onnx_file(checkpoint_or_run):  # an export (fp32 or int8), run by ONNX Runtime
         model: nn.Module = OnnxModule(checkpoint_or_run)
@@ -535,6 +538,15 @@ def evaluate(
         in_channels=card.in_channels,
     )
     torch_device = resolve_device(str(device))
+    dtype = autocast_dtype(precision, torch_device)
+    if isinstance(model, OnnxModule) and precision == "auto":
+        dtype = None  # an export runs in the precision it was exported in
+    if dtype is not None and isinstance(model, OnnxModule):
+        raise UnetlabError(
+            f"precision {precision} applies to checkpoints; an .onnx file runs as exported",
+            checkpoint_or_run,
+            "leave out --precision",
+        )
     model = model.to(torch_device)
     loader = make_loader(
         dataset, batch_size=batch_size, shuffle=False, collate_fn=_one_size_collate(data_root)
@@ -552,6 +564,7 @@ def evaluate(
             threshold=0.5 if threshold_used is None else threshold_used,
             tta=tta,
             on_batch=recorder,
+            autocast_dtype=dtype,
         )
     except DataFileError as exc:
         if exc.kind != VALUES:

@@ -102,7 +102,7 @@ def quantize_onnx(
             prepared = Path(folder) / "prepared.onnx"
             # ORT's recommended pre-pass: shape inference and graph clean-up (folds the
             # exporter's Identity-wrapped biases into initializers so they quantise to int32);
-            # symbolic shape inference is skipped: it cannot follow the skip crops' arithmetic
+            # symbolic shape inference is skipped: it stops 'incomplete' on these graphs
             quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
             quantization.quantize_static(
                 str(prepared),

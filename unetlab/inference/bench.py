@@ -98,18 +98,21 @@ def bench(
     num_classes: int = 2,
     options: dict[str, Any] | None = None,
     device: str = "auto",
+    precision: str = "fp32",
 ) -> BenchResult:
     """Time the forward pass of ``target``: a checkpoint (file or run folder), an ``.onnx``
     file, or a model name (built with ``num_classes`` and ``options``, random weights).
 
-    The input side is rounded up to the nearest size the network accepts.
+    The input side is rounded up to the nearest size the network accepts. ``precision``
+    (torch backend): ``fp32``, ``bf16``/``fp16`` autocast or ``auto`` (bf16 where native).
     """
     if backend not in ("torch", "onnx"):
         raise UnetlabError(f"unknown backend '{backend}'", hint="use torch or onnx")
     if str(target).endswith(".onnx"):
-        if backend != "onnx" or channels_last or compile:
+        if backend != "onnx" or channels_last or compile or precision not in ("fp32", "auto"):
             raise UnetlabError(
-                "an .onnx file runs on the onnx backend only (no --channels-last/--compile)",
+                "an .onnx file runs on the onnx backend only, as exported (no --channels-last, "
+                "--compile or --precision)",
                 target,
                 "add --backend onnx, or bench the checkpoint for the torch backend",
             )
@@ -118,7 +121,8 @@ def bench(
     if backend == "onnx":
         return _bench_exported(model, label, input_shape, batch, threads, runs, warmup)
     return _bench_torch(
-        model, label, input_shape, batch, threads, channels_last, compile, runs, warmup, device
+        model, label, input_shape, batch, threads, channels_last, compile, runs, warmup, device,
+        precision,
     )
 
 
@@ -150,16 +154,19 @@ def _legal_shape(geometry, input_shape, batch) -> tuple[int, int, int, int]:
 
 
 def _bench_torch(
-    model, label, input_shape, batch, threads, channels_last, compile, runs, warmup, device
+    model, label, input_shape, batch, threads, channels_last, compile, runs, warmup, device,
+    precision,
 ):
     import torch
 
     from unetlab.inference.forward import model_geometry
+    from unetlab.inference.precision import autocast_dtype
     from unetlab.inference.predictor import resolve_device
 
     if threads:
         torch.set_num_threads(threads)
     device = resolve_device(device)
+    dtype = autocast_dtype(precision, device)
     shape = _legal_shape(model_geometry(model), input_shape, batch)
     if shape[1] != getattr(model, "in_channels", shape[1]):
         raise UnetlabError(
@@ -172,7 +179,10 @@ def _bench_torch(
     x = torch.randn(*shape, device=device).contiguous(memory_format=memory_format)
 
     def run() -> None:
-        with torch.inference_mode():
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
+        ):
             runner(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -182,6 +192,7 @@ def _bench_torch(
         "device": device.type,
         "channels_last": channels_last,
         "compile": compile,
+        "precision": str(dtype).removeprefix("torch.") if dtype is not None else "fp32",
         "torch": torch.__version__,
     }
     return BenchResult(label, "torch", shape, torch.get_num_threads(), times, settings)

@@ -19,6 +19,7 @@ from unetlab.data.preprocess import Normalization, image_to_tensor
 from unetlab.errors import UnetlabError
 from unetlab.inference.core import ArrayPredictor, Prediction, PredictOptions
 from unetlab.inference.forward import model_geometry, unwrap
+from unetlab.inference.precision import autocast_dtype
 
 __all__ = ["PredictOptions", "Prediction", "Predictor", "resolve_device"]
 
@@ -54,6 +55,8 @@ class Predictor(ArrayPredictor):
             ``unetlab bench unet [-o base=8] --channels-last``, see the project report), and
             leaves CUDA as it is.
         compile: ``torch.compile`` the model (slow first call; measure before using).
+        precision: ``fp32`` (default), ``bf16``/``fp16`` autocast, or ``auto`` (bf16 where the
+            device computes it natively, see :mod:`unetlab.inference.precision`).
         options: tiling, TTA, threshold, batch size (:class:`PredictOptions`).
     """
 
@@ -67,9 +70,11 @@ class Predictor(ArrayPredictor):
         device: str | torch.device = "auto",
         channels_last: bool | None = None,
         compile: bool = False,
+        precision: str = "fp32",
         options: PredictOptions | None = None,
     ):
         self.device = resolve_device(device)
+        self.autocast_dtype = autocast_dtype(precision, self.device)
         if channels_last is None:
             channels_last = self.device.type == "cpu"
         self.model = model.eval().to(self.device)
@@ -96,6 +101,7 @@ class Predictor(ArrayPredictor):
         *,
         channels_last: bool | None = None,
         compile: bool = False,
+        precision: str = "fp32",
         **options: Any,
     ) -> Predictor:
         """A predictor for a checkpoint file or a run folder (its best, else last, checkpoint).
@@ -122,6 +128,7 @@ class Predictor(ArrayPredictor):
             device=device,
             channels_last=channels_last,
             compile=compile,
+            precision=precision,
             options=PredictOptions(**options),
         )
 
@@ -133,7 +140,10 @@ class Predictor(ArrayPredictor):
         inputs = (
             torch.from_numpy(batch).to(self.device).contiguous(memory_format=self.memory_format)
         )
-        return self.runner(inputs).float().cpu().numpy()
+        dtype = self.autocast_dtype
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            logits = self.runner(inputs)
+        return logits.float().cpu().numpy()
 
 
 def default_class_names(num_outputs: int) -> list[str]:

@@ -1,0 +1,71 @@
+"""Reduced precision for prediction, evaluation and bench: what ``auto`` picks, that bf16 really
+runs the convolutions in bf16, and that its labels agree with fp32 on a model that learned."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+from test_quantize import NORM, disk_image, trained_tiny_model
+
+from unetlab.cli.main import main
+from unetlab.errors import UnetlabError
+from unetlab.inference import precision as precision_module
+from unetlab.inference.precision import autocast_dtype
+from unetlab.inference.predictor import Predictor
+
+CPU = torch.device("cpu")
+
+
+def test_explicit_precisions_and_refusals() -> None:
+    assert autocast_dtype("fp32", CPU) is None
+    assert autocast_dtype("bf16", CPU) is torch.bfloat16
+    with pytest.raises(UnetlabError, match="fp16 needs a CUDA GPU"):
+        autocast_dtype("fp16", CPU)
+    with pytest.raises(UnetlabError, match="unknown precision 'int4'"):
+        autocast_dtype("int4", CPU)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_is_bf16_only_where_it_is_native(monkeypatch, native: bool) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert precision_module.has_native_bf16(CPU) is native
+    assert autocast_dtype("auto", CPU) is (torch.bfloat16 if native else None)
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return trained_tiny_model()
+
+
+def test_bf16_predictor_convolves_in_bf16_and_agrees_with_fp32(model) -> None:
+    seen: list[torch.dtype] = []
+    hook = model.head.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    try:
+        image, mask = disk_image(77)
+        labels = {}
+        for precision in ("fp32", "bf16"):
+            predictor = Predictor(
+                model, NORM, ["bg", "disk"], device="cpu", precision=precision
+            )
+            labels[precision] = predictor.predict(image).labels
+    finally:
+        hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]
+    assert (labels["fp32"] == mask).mean() > 0.9  # the model learned the disks
+    assert (labels["bf16"] == labels["fp32"]).mean() > 0.98
+
+
+def test_precision_on_an_onnx_file_is_refused(tmp_path, capsys) -> None:
+    Image.fromarray(disk_image(1)[0]).save(tmp_path / "a.png")
+    args = ["predict", str(tmp_path / "m.onnx"), str(tmp_path / "a.png")]
+    assert main([*args, "--precision", "bf16"]) == 2
+    assert "--precision bf16 applies to checkpoints" in capsys.readouterr().err
+
+
+def test_bench_reports_the_precision_it_ran(capsys) -> None:
+    args = ["bench", "unet", "--input", "3x32x32", "-o", "base=4", "-o", "depth=2"]
+    assert main([*args, "--runs", "2", "--warmup", "0", "--precision", "bf16"]) == 0
+    assert "precision=bfloat16" in capsys.readouterr().out
