@@ -9,6 +9,7 @@ the tile count. The image is random uint8 RGB; the model a unetlab ``unet`` with
     python benchmarks/tiled_memory.py                         # 8192 x 8192, base 8, batch 1
     python benchmarks/tiled_memory.py --base 64 --size 2048   # the classic width
     python benchmarks/tiled_memory.py --output logits         # keep the full float logits
+    python benchmarks/tiled_memory.py --base 64 --precision bf16 --out tiled.json
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def child(args: argparse.Namespace) -> dict:
         tile=args.tile, overlap=args.overlap, batch_size=args.batch, progress=args.progress
     )
     names = [f"c{i}" for i in range(max(args.classes, 2))]
-    predictor = Predictor(model, Normalization(), names, device=args.device, options=options)
+    predictor = Predictor(
+        model, Normalization(), names, device=args.device, precision=args.precision,
+        options=options,
+    )
     image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     tiles = predictor.tile_count(args.size, args.size)
     before = rss_mb("VmRSS")
@@ -70,6 +74,7 @@ def child(args: argparse.Namespace) -> dict:
         "overlap": args.overlap,
         "batch": args.batch,
         "output": args.output,
+        "precision": args.precision,
         "result": f"{result.dtype} {tuple(result.shape)} = {result.nbytes / 2**20:.0f} MiB",
         "tiles": tiles,
         "seconds": round(seconds, 1),
@@ -93,7 +98,9 @@ def main() -> None:
     parser.add_argument("--output", choices=["labels", "logits"], default="labels")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 or auto")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--out", default=None, help="also write the record as JSON here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -113,6 +120,16 @@ def main() -> None:
     for key, value in report.items():
         print(f"  {key:20s} {value}")
     print(f"  peak - before        {report['peak_rss_mb'] - report['rss_before_mb']} MiB")
+    if args.out:
+        record = {
+            "command": f"python benchmarks/tiled_memory.py {' '.join(sys.argv[1:])}",
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_average_after": [round(v, 2) for v in load],
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            **report,
+        }
+        Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
