@@ -17,6 +17,12 @@ from unetlab.inference.predictor import Predictor
 CPU = torch.device("cpu")
 
 
+def test_the_command_line_offers_every_precision() -> None:
+    from unetlab.cli.options import PRECISIONS
+
+    assert PRECISIONS == precision_module.PRECISIONS
+
+
 def test_explicit_precisions_and_refusals() -> None:
     assert autocast_dtype("fp32", CPU) is None
     assert autocast_dtype("bf16", CPU) is torch.bfloat16

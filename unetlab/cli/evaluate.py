@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from unetlab.cli.options import precision_option
+
 
 @click.command()
 @click.argument("checkpoint", metavar="RUN_OR_CHECKPOINT", type=click.Path(path_type=Path))
@@ -39,13 +41,7 @@ import click
     help="Foreground probability threshold of a one-channel binary model [0.5].",
 )
 @click.option("--tta", is_flag=True, help="Average predictions over flipped copies (4x slower).")
-@click.option(
-    "--precision",
-    default="fp32",
-    show_default=True,
-    type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
-    help="Checkpoints: bf16/fp16 autocast, or auto (bf16 where native): measure what it costs.",
-)
+@precision_option("Checkpoints")
 @click.option(
     "--panels",
     "num_panels",

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from unetlab.cli.options import precision_option
 from unetlab.errors import UnetlabError
 
 
@@ -107,14 +108,7 @@ def load_predictor(model: str, backend: str, device: str, precision: str = "fp32
     type=click.Choice(["auto", "torch", "onnx"]),
     help="torch for checkpoints; onnx for exported .onnx files (no torch needed).",
 )
-@click.option(
-    "--precision",
-    default="fp32",
-    show_default=True,
-    type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
-    help="Checkpoints: bf16/fp16 autocast, or auto (bf16 where the CPU/GPU computes it natively: "
-    "about 3x faster on CPUs with AMX).",
-)
+@precision_option("Checkpoints")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def predict(
     model,
@@ -325,13 +319,7 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
     help="For a model name: a model option (repeatable), e.g. -o base=32.",
 )
 @click.option("--device", default="auto", show_default=True)
-@click.option(
-    "--precision",
-    default="fp32",
-    show_default=True,
-    type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
-    help="torch backend: bf16/fp16 autocast, or auto (bf16 where native).",
-)
+@precision_option("torch backend")
 def bench(
     target,
     input_shape,
