@@ -538,10 +538,11 @@ def evaluate(
         in_channels=card.in_channels,
     )
     torch_device = resolve_device(str(device))
-    dtype = autocast_dtype(precision, torch_device)
-    if isinstance(model, OnnxModule) and precision == "auto":
+    if not isinstance(model, OnnxModule):
+        dtype = autocast_dtype(precision, torch_device)
+    elif precision in ("fp32", "auto"):
         dtype = None  # an export runs in the precision it was exported in
-    if dtype is not None and isinstance(model, OnnxModule):
+    else:
         raise UnetlabError(
             f"precision {precision} applies to checkpoints; an .onnx file runs as exported",
             checkpoint_or_run,

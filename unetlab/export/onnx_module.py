@@ -64,5 +64,4 @@ class OnnxModule(nn.Module):
                 "std": meta["std"],
             },
             "threshold": meta.get("threshold"),
-            "quantization": meta.get("quantization"),
         }

@@ -10,13 +10,10 @@ reductions) in fp32 and returns logits that callers cast back to fp32.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
 from unetlab.errors import UnetlabError
 
-Precision = Literal["fp32", "bf16", "fp16", "auto"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
 
 
