@@ -177,3 +177,24 @@ def test_cli_resume_refuses_a_preset(tmp_path, capsys):
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
     assert main(["train", "--resume", str(tmp_path), "--preset", "demo"]) == 2
     assert "--resume continues a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("balance", [True, False])
+def test_weight_map_class_balance_reaches_the_weights(balance):
+    """``loss.weight_map.class_balance`` is passed to the weight map: one 2 x 2 object (class 1)
+    in a 6 x 6 mask has no border term (fewer than two objects), so its weights are w_c alone:
+    32 / 4 = 8 on the object with class balance, 1 without; background 1 either way."""
+    import numpy as np
+
+    from unetlab.engine.builders import weight_map_options
+    from unetlab.losses.weight_map import unet_weight_map
+
+    cfg = load_config(
+        options={"data": {"root": "unused"}, "loss": {"name": "weighted_ce"}},
+        overrides=[f"loss.weight_map.class_balance={str(balance).lower()}"],
+    )
+    mask = np.zeros((6, 6), np.uint8)
+    mask[2:4, 2:4] = 1
+    weights = unet_weight_map(mask, **weight_map_options(cfg))
+    expected = np.where(mask == 1, 8.0 if balance else 1.0, 1.0)
+    np.testing.assert_allclose(weights, expected)

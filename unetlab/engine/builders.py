@@ -188,4 +188,5 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 def weight_map_options(cfg: RunConfig) -> dict[str, Any] | None:
     wm = cfg.loss.weight_map
     return None if wm is None else {"w0": wm.w0, "sigma": wm.sigma,
-                                    "object_classes": list(wm.object_classes)}
+                                    "object_classes": list(wm.object_classes),
+                                    "class_balance": wm.class_balance}

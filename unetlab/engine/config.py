@@ -107,6 +107,9 @@ class WeightMapConfig(Section):
     w0: NonNegativeFloat = 10.0
     sigma: PositiveFloat = 5.0
     object_classes: list[int] = Field(default_factory=lambda: [1])
+    # w_c: weigh each class by (most frequent class's pixels) / (its pixels), per mask, as the
+    # paper does; it makes the argmax favour the rare class (thicker membranes on ISBI)
+    class_balance: bool = True
 
 
 class LossConfig(Section):
