@@ -198,3 +198,12 @@ def test_weight_map_class_balance_reaches_the_weights(balance):
     weights = unet_weight_map(mask, **weight_map_options(cfg))
     expected = np.where(mask == 1, 8.0 if balance else 1.0, 1.0)
     np.testing.assert_allclose(weights, expected)
+
+
+def test_amp_off_survives_yaml():
+    """YAML 1.1 reads a bare ``off`` as False; ``train.amp: off`` must still mean off."""
+    for overrides in (["train.amp=off"], ["train.amp='off'"]):
+        cfg = load_config(options={"data": {"root": "unused"}}, overrides=overrides)
+        assert cfg.train.amp == "off"
+    with pytest.raises(UnetlabError, match="train.amp"):
+        load_config(options={"data": {"root": "unused"}}, overrides=["train.amp=on"])

@@ -163,7 +163,8 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig | None = None
     freeze_encoder_epochs: Annotated[int, Field(ge=0)] = 0
     unfreeze_batch_size: PositiveInt | None = None
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # CUDA only; auto = bf16 or fp16
+    # auto: bf16 (or fp16 + scaler) on CUDA, off on CPUs; bf16 also runs on CPUs (fast with AMX)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     device: str = "auto"
     seed: int = 0
     deterministic: bool = False
@@ -172,6 +173,12 @@ class TrainConfig(Section):
     max_steps_per_epoch: PositiveInt | None = None
     log_every: PositiveInt = 20  # steps between log lines when the output is not a terminal
     num_predictions: Annotated[int, Field(ge=0)] = 4  # val images saved to predictions/
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads a bare ``off`` (``amp: off``, ``--set train.amp=off``) as False."""
+        return "off" if value is False else value
 
     @field_validator("device")
     @classmethod
