@@ -205,5 +205,5 @@ def test_amp_off_survives_yaml():
     for overrides in (["train.amp=off"], ["train.amp='off'"]):
         cfg = load_config(options={"data": {"root": "unused"}}, overrides=overrides)
         assert cfg.train.amp == "off"
-    with pytest.raises(UnetlabError, match="train.amp"):
+    with pytest.raises(UnetlabError, match=r"train\.amp"):
         load_config(options={"data": {"root": "unused"}}, overrides=["train.amp=on"])
