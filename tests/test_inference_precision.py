@@ -75,3 +75,15 @@ def test_bench_reports_the_precision_it_ran(capsys) -> None:
     args = ["bench", "unet", "--input", "3x32x32", "-o", "base=4", "-o", "depth=2"]
     assert main([*args, "--runs", "2", "--warmup", "0", "--precision", "bf16"]) == 0
     assert "precision=bfloat16" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_training_amp_keeps_auto_off_on_cpus(monkeypatch, native: bool) -> None:
+    """train.amp shares the mapping, but auto stays fp32 on a CPU even with native bf16."""
+    from unetlab.engine.builders import amp_dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    assert amp_dtype("auto", CPU) is None and amp_dtype("off", CPU) is None
+    assert amp_dtype("bf16", CPU) is torch.bfloat16
+    with pytest.raises(UnetlabError, match=r"train\.amp fp16 needs a CUDA GPU"):
+        amp_dtype("fp16", CPU)

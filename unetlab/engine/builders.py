@@ -171,18 +171,13 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16/fp16 on CUDA; nothing on CPU unless bf16 is asked for."""
-    if amp == "off":
+    """Training's autocast dtype: as :func:`unetlab.inference.precision.autocast_dtype`, except
+    that ``auto`` stays fp32 on CPUs (bf16 training there is opt-in: ``train.amp: bf16``)."""
+    from unetlab.inference.precision import autocast_dtype
+
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
-    if device.type != "cuda":
-        if amp == "fp16":
-            raise UnetlabError(
-                "train.amp fp16 needs a CUDA GPU", hint="use amp 'off' (or 'bf16') on the CPU"
-            )
-        return torch.bfloat16 if amp == "bf16" else None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
+    return autocast_dtype(amp, device, name="train.amp")
 
 
 def weight_map_options(cfg: RunConfig) -> dict[str, Any] | None:

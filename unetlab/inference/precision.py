@@ -29,11 +29,14 @@ def has_native_bf16(device: torch.device) -> bool:
         return False
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (None: plain fp32)."""
+def autocast_dtype(
+    precision: str, device: torch.device, name: str = "precision"
+) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None: plain fp32); ``name`` is how
+    errors call the setting (``train.amp`` for training)."""
     if precision not in PRECISIONS:
         raise UnetlabError(
-            f"unknown precision {precision!r}", hint=f"use one of {', '.join(PRECISIONS)}"
+            f"unknown {name} {precision!r}", hint=f"use one of {', '.join(PRECISIONS)}"
         )
     if precision == "auto":
         if has_native_bf16(device):
@@ -41,7 +44,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.float16 if device.type == "cuda" else None
     if precision == "fp16" and device.type != "cuda":
         raise UnetlabError(
-            "fp16 needs a CUDA GPU (CPUs have no fast fp16 convolutions)",
-            hint="use precision 'bf16' (fast on CPUs with AMX or AVX-512 bf16) or 'fp32'",
+            f"{name} fp16 needs a CUDA GPU (CPUs have no fast fp16 convolutions)",
+            hint="use 'bf16' on the CPU (fast with AMX or AVX-512 bf16), or no mixed precision",
         )
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -5,7 +5,7 @@
   encoder skip (centre-cropped when valid convs made it larger), then a :class:`ConvBlock`.
   With same padding the skip already has the upsampled size, so no crop is built at all: the
   exported ONNX graph then has no Shape/Slice arithmetic per skip (2% of ONNX Runtime's time at
-  512 px) and ONNX Runtime's symbolic shape inference can follow it.
+  512 px).
 
 The classic U-Net, the VGG16/ResNet-50 decoders (two convs, no BN, as in bubbliiiing's
 unet-pytorch) and the MobileNet decoder (one conv + BN, as in image-segmentation-keras) are all
