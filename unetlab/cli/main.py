@@ -20,6 +20,7 @@ from unetlab.errors import UnetlabError
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
     "demo": "unetlab.cli.train:demo",
+    "plan": "unetlab.cli.plan:plan",
     "train": "unetlab.cli.train:train",
     "evaluate": "unetlab.cli.evaluate:evaluate",
     "predict": "unetlab.cli.predict:predict",

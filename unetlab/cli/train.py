@@ -34,6 +34,15 @@ EXIT_INTERRUPTED = 130
     metavar="KEY=VALUE",
     help="Override any config field, e.g. --set optim.lr=0.01 (repeatable; YAML values).",
 )
+@click.option(
+    "--budget",
+    help="Train for this long (20m, 1.5h, 90s). With --data alone (no CONFIG, no --preset) "
+    "unetlab first plans the run for this dataset, this machine and this budget.",
+)
+@click.option(
+    "--orientation", type=click.Choice(["auto", "free", "upright"]), default="auto",
+    help="For planning: do images have a canonical up? (see 'unetlab plan --help')",
+)
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and exit.")
 def train(
     config: Path | None,
@@ -47,12 +56,15 @@ def train(
     out_dir: str | None,
     resume: Path | None,
     overrides: tuple[str, ...],
+    budget: str | None,
+    orientation: str,
     dry_run: bool,
 ) -> int:
     """Train a U-Net: CONFIG.yaml and/or options; every field can be overridden with --set.
 
     \b
     Examples:
+      unetlab train --data ../shared/datasets/weizmann_horse --budget 20m   (planned)
       unetlab train --preset isbi2012 --data ../shared/datasets/isbi2012
       unetlab train my_run.yaml --set optim.lr=3e-4 --set data.batch_size=8
       unetlab train --resume runs/isbi2012-unet
@@ -72,14 +84,44 @@ def train(
                 "leave out CONFIG/--preset (use --set or --epochs to change fields)",
             )
         config = run_dir_of(resume) / "config.yaml"
+    extra_files: dict[str, str] = {}
+    if budget is not None:
+        from unetlab.plan import parse_budget
+
+        seconds = parse_budget(budget)
+        if config is None and preset is None and resume is None:
+            config, extra_files = _planned(data_root, seconds, device, orientation)
+        else:
+            options.setdefault("train", {})["time_limit_minutes"] = seconds / 60.0
+            options["train"].setdefault("epochs", 100_000)  # the clock ends the run
     cfg = load_config(config, preset=preset, options=options, overrides=overrides)
     if dry_run:
         import yaml
 
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False), nl=False)
         return 0
-    result = run_training(cfg, resume=resume)
+    result = run_training(cfg, resume=resume, extra_files=extra_files)
     return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
+
+
+def _planned(
+    data_root: str | None, seconds: float, device: str | None, orientation: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Plan the run (its config, and plan.yaml with the reasons for the run folder)."""
+    from unetlab.plan import plan_dataset, plan_to_yaml
+
+    if data_root is None:
+        raise UnetlabError(
+            "--budget without a config or preset plans a run for a dataset: pass --data DIR",
+            hint="e.g. unetlab train --data ../shared/datasets/isbi2012 --budget 20m",
+        )
+    made = plan_dataset(
+        data_root, seconds, device=device or "auto", orientation=orientation,  # type: ignore[arg-type]
+        log=click.echo,
+    )
+    text = plan_to_yaml(made)
+    click.echo(text)
+    return made.config, {"plan.yaml": text}
 
 
 def _options(

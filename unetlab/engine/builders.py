@@ -180,6 +180,14 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return autocast_dtype(amp, device, name="train.amp")
 
 
+def use_channels_last(setting: str | bool, device: torch.device, amp: torch.dtype | None) -> bool:
+    """``train.channels_last``: ``auto`` is NHWC on CPUs (oneDNN's fast layout) and on GPUs
+    under mixed precision (tensor cores), the default layout elsewhere."""
+    if setting != "auto":
+        return bool(setting)
+    return device.type == "cpu" or amp is not None
+
+
 def weight_map_options(cfg: RunConfig) -> dict[str, Any] | None:
     wm = cfg.loss.weight_map
     return None if wm is None else {"w0": wm.w0, "sigma": wm.sigma,

@@ -165,6 +165,9 @@ class TrainConfig(Section):
     unfreeze_batch_size: PositiveInt | None = None
     # auto: bf16 (or fp16 + scaler) on CUDA, off on CPUs; bf16 also runs on CPUs (fast with AMX)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    # NHWC convolutions: auto = on CPUs (1.3-1.9x faster steps measured, docs/benchmarks.md)
+    # and on GPUs under amp; off elsewhere
+    channels_last: Literal["auto"] | bool = "auto"
     device: str = "auto"
     seed: int = 0
     deterministic: bool = False

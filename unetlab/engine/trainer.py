@@ -34,6 +34,7 @@ from unetlab.engine.builders import (
     build_optimizer,
     check_patch_size,
     resolve_data,
+    use_channels_last,
     weight_map_options,
 )
 from unetlab.engine.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
@@ -98,7 +99,10 @@ class _State:
 
 
 def train(
-    config: RunConfig | dict | str | Path | None = None, *, resume: str | Path | None = None
+    config: RunConfig | dict | str | Path | None = None,
+    *,
+    resume: str | Path | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> RunResult:
     """Train a model; the CLI's ``unetlab train`` is a thin layer over this.
 
@@ -106,6 +110,8 @@ def train(
         config: a :class:`RunConfig`, a dict of the same shape or a YAML path. With ``resume``
             and no config, the run's own ``config.yaml`` is used.
         resume: a run folder (or its ``last.pt``) to continue exactly where it stopped.
+        extra_files: text files to write into the run folder when it starts (name -> text),
+            e.g. the ``plan.yaml`` a planned run was made from.
 
     Under ``torchrun`` every process calls this; rank 0 alone writes files and prints.
     """
@@ -116,7 +122,11 @@ def train(
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     context = dist_utils.setup(cfg.train.device)
     try:
-        return Trainer(cfg, context, resume).fit()
+        trainer = Trainer(cfg, context, resume)
+        if context.is_main:
+            for name, text in (extra_files or {}).items():
+                (trainer.run_dir / Path(name).name).write_text(text)
+        return trainer.fit()
     finally:
         dist_utils.cleanup(context)
 
@@ -190,8 +200,14 @@ class Trainer:
             encoder_of(self.model, cfg.model.name) if cfg.train.freeze_encoder_epochs else None
         )
         self.criterion = build_criterion(cfg, self.report, self.spec.num_classes).to(self.device)
-        self.optimizer = build_optimizer(cfg, self.model)
         self.amp = amp_dtype(cfg.train.amp, self.device)
+        self.memory_format = (
+            torch.channels_last
+            if use_channels_last(cfg.train.channels_last, self.device, self.amp)
+            else torch.contiguous_format
+        )
+        self.model = self.model.to(memory_format=self.memory_format)
+        self.optimizer = build_optimizer(cfg, self.model)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp == torch.float16 and self.device.type == "cuda"
         )
@@ -352,6 +368,7 @@ class Trainer:
         """One optimizer step; returns (interrupted, time limit reached) as agreed by all ranks."""
         cfg, state = self.cfg, self.state
         images = batch["image"].to(self.device, non_blocking=True)
+        images = images.contiguous(memory_format=self.memory_format)
         masks = batch["mask"].to(self.device, non_blocking=True)
         weight = batch.get("weight")
         weight = None if weight is None else weight.to(self.device, non_blocking=True)
@@ -582,7 +599,9 @@ class Trainer:
             f"images, {self.spec.num_classes} classes ({', '.join(self.spec.class_names)})\n"
             f"model: {cfg.model.name} ({params / 1e6:.2f} M parameters), loss {cfg.loss.name}, "
             f"{cfg.optim.name} lr {cfg.optim.lr:g}, {cfg.schedule.name} schedule\n"
-            f"device: {self.device}, amp {amp}, {ctx.world_size} process(es), batch "
+            f"device: {self.device}, amp {amp}, "
+            f"{'channels_last' if self.memory_format == torch.channels_last else 'NCHW'}, "
+            f"{ctx.world_size} process(es), batch "
             f"{cfg.data.batch_size} per process ({cfg.data.batch_size * ctx.world_size} global), "
             f"patch {self.patch[0]}x{self.patch[1]}"
         )
