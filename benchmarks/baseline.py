@@ -15,7 +15,6 @@ same JSON record shape as ``quality.py`` (``val_last``).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -63,9 +62,8 @@ def load(root: str, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
     for _, image_path, mask_path in split_samples(root, split):
         image = read_image(image_path)
         scale = 65535.0 if image.dtype == np.uint16 else 255.0
-        pairs.append(
-            (image.transpose(2, 0, 1).astype(np.float32) / scale, read_mask(mask_path).astype(np.int64))
-        )
+        array = image.transpose(2, 0, 1).astype(np.float32) / scale
+        pairs.append((array, read_mask(mask_path).astype(np.int64)))
     return pairs
 
 

@@ -98,7 +98,8 @@ def record(start: dict[str, Any]) -> dict[str, Any]:
     wall = max(end["time"] - start["time"], 1e-9)
     others = None
     if start["busy"] is not None and end["busy"] is not None:
-        others = round(max(0.0, (end["busy"] - start["busy"]) - (end["own"] - start["own"])) / wall, 2)
+        busy = (end["busy"] - start["busy"]) - (end["own"] - start["own"])
+        others = round(max(0.0, busy) / wall, 2)
     return {
         "load_average_before": start["loadavg"],
         "load_average_after": end["loadavg"],

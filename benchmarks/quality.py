@@ -1,7 +1,7 @@
 """Quality under a fixed wall-clock budget: plan (or take a preset), train N minutes, score on val.
 
     python benchmarks/quality.py --plan --data ../shared/datasets/isbi2012 --minutes 20
-    python benchmarks/quality.py --plan --data ../shared/datasets/isbi2012 --minutes 20 --against-baseline
+    python benchmarks/quality.py --plan --data DATASET --minutes 20 --against-baseline
     python benchmarks/quality.py --preset camvid --data ../shared/datasets/camvid --minutes 60
     python benchmarks/quality.py --plan --data DIR --minutes 5 --set loss.name=ce_dice --tag cedice
 

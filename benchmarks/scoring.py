@@ -1,4 +1,4 @@
-"""One scorer for every quality record: a labelling function applied to a split, scored the same way.
+"""One scorer for every quality record: a labelling function applied to a split, scored alike.
 
 ``score_split(root, split, predict)`` runs ``predict(image) -> labels`` on every image of the
 split (unetlab's readers: VOC or plain layout, palette masks as indices) and scores the labels

@@ -96,7 +96,9 @@ def precision_candidates(fp: Fingerprint, device: str) -> list[Candidate]:
     return [Candidate(WIDTHS[0], depth, patch, batch, p, cl) for p, cl in pairs]
 
 
-def width_candidates(fp: Fingerprint, device: str, precision: str, channels_last: bool) -> list[Candidate]:
+def width_candidates(
+    fp: Fingerprint, device: str, precision: str, channels_last: bool
+) -> list[Candidate]:
     """The widths to time once precision and layout are chosen."""
     patch, depth, batch = network_shape(fp, device)
     return [Candidate(w, depth, patch, batch, precision, channels_last) for w in WIDTHS]
@@ -146,12 +148,16 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
     base, steps, why_width = _choose_width(same_speed, budget_for_steps)
 
     reasons["model.options.base"] = why_width
-    reasons["model.options.depth"] = f"{depth} poolings take the {patch} px patch to a {patch >> depth} px bottleneck"
+    reasons["model.options.depth"] = (
+        f"{depth} poolings take the {patch} px patch to a {patch >> depth} px bottleneck"
+    )
     reasons["data.patch_size"] = (
         f"the images' median short side is {short} px; capped at "
         f"{256 if options.device != 'cuda' else 512} px on {options.device.upper()}"
     )
-    reasons["data.batch_size"] = f"{batch} patches per step: enough for batch norm on {options.device.upper()}"
+    reasons["data.batch_size"] = (
+        f"{batch} patches per step: enough for batch norm on {options.device.upper()}"
+    )
     amp = "off" if precision == "fp32" else precision
     reasons["train.amp"] = why_speed
     reasons["train.channels_last"] = why_speed
@@ -194,7 +200,9 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
         "no scale jitter: microscopy has a fixed pixel size" if free
         else "objects in photographs appear at varying distances"
     )
-    reasons["data.augment.elastic"] = "off: its CPU cost buys fewer steps than it is worth (ablation)"
+    reasons["data.augment.elastic"] = (
+        "off: its CPU cost buys fewer steps than it is worth (ablation)"
+    )
 
     loss, why_loss, class_weights, why_weights = _choose_loss(fp)
     reasons["loss.name"] = why_loss
