@@ -275,3 +275,33 @@ def test_candidates_round_trip() -> None:
     assert Timing.from_dict(t.to_dict()) == t
     assert dataclasses.asdict(t.candidate)["base"] == 24
     assert math.isfinite(t.forward_seconds_per_mpixel)
+
+
+# ---------------------------------------------------------------- the commands, end to end
+
+
+def test_plan_and_train_with_a_budget_from_the_command_line(tmp_path: Path, monkeypatch) -> None:
+    """``unetlab plan`` writes a plan that trains; ``train --data --budget`` plans and trains,
+    keeping plan.yaml (with its reasons) in the run folder."""
+    from unetlab.cli.main import main
+    from unetlab.data.synthetic import make_shapes_dataset
+    from unetlab.engine.checkpoint import load_checkpoint
+
+    monkeypatch.setenv("UNETLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    data = make_shapes_dataset(tmp_path / "shapes", n_train=8, n_val=2, size=32, num_classes=2)
+    assert main(["plan", str(data), "--budget", "0.1m", "--out", "p.yaml"]) == 0
+    planned = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    assert planned["data"]["patch_size"] == 32 and planned["model"]["options"]["depth"] == 2
+    assert main(["plan", str(data), "--out", "p.yaml"]) == 2  # never replaces a file
+    assert main(["train", "p.yaml", "--name", "from-plan"]) == 0
+    assert (tmp_path / "runs" / "from-plan" / "checkpoints" / "last.pt").is_file()
+
+    assert main(["train", "--data", str(data), "--budget", "0.1m", "--name", "budget"]) == 0
+    run = tmp_path / "runs" / "budget"
+    plan_text = (run / "plan.yaml").read_text()
+    assert "# the data:" in plan_text and "fastest measured step" in plan_text
+    config = load_checkpoint(run / "checkpoints" / "last.pt")["config"]
+    assert config["train"]["time_limit_minutes"] <= 0.1
+    assert config["model"]["options"] == yaml.safe_load(plan_text)["model"]["options"]
+    assert main(["train", "--budget", "1m"]) == 2  # planning needs a dataset
