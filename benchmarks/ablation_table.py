@@ -44,16 +44,30 @@ def cell(record: dict[str, Any], key: str, scale: float) -> str:
     return text
 
 
+def tta_cell(record: dict[str, Any], keys: list[str]) -> str:
+    """The last checkpoint with test-time augmentation: its mode and the same scores."""
+    scores = record.get("val_last_tta")
+    if not scores:
+        return "-"
+    parts = []
+    for key in keys:
+        scale = COLUMNS[key][1]
+        if scores.get(key) is not None:
+            digits = 1 if scale == 100.0 else 3
+            parts.append(f"{scores[key] * scale:.{digits}f}")
+    return f"{scores['tta']}: " + " / ".join(parts)
+
+
 def table(records: list[dict[str, Any]]) -> str:
     keys = [k for k in COLUMNS if any(k in (r.get("val_last") or {}) for r in records)]
     header = ["data", "min", "recipe", "seed", "steps", "other load",
-              *(COLUMNS[k][0] for k in keys)]
+              *(COLUMNS[k][0] for k in keys), "with TTA (same columns)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for record in records:
         row = [Path(record.get("data", "?")).name, f"{record.get('budget_minutes', 0):g}",
                describe(record), str(record.get("seed", 0)), str(record.get("steps", "-")),
                f"{record.get('other_processes_cores', float('nan')):.2f}",
-               *(cell(record, k, COLUMNS[k][1]) for k in keys)]
+               *(cell(record, k, COLUMNS[k][1]) for k in keys), tta_cell(record, keys)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

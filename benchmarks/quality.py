@@ -109,18 +109,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for label, checkpoint in (("last", result.last_checkpoint), ("best", result.best_checkpoint)):
         if checkpoint is not None:
             record[f"val_{label}"] = score_checkpoint(checkpoint, args.data, classes)
+    # test-time augmentation of the last checkpoint: the symmetries the training augmented with
+    augment = cfg.data.augment
+    tta = "flips+rot90" if augment.rotate90 else "flips" if augment.vflip else "hflip"
+    record["val_last_tta"] = {
+        "tta": tta, **score_checkpoint(result.last_checkpoint, args.data, classes, tta=tta)
+    }
     record.update(platform_info.record(load_before))
     if baseline is not None:
         record["baseline"] = baseline
     return platform_info.write_record(record, args.out, name)
 
 
-def score_checkpoint(checkpoint: Path, data: str, num_classes: int | None) -> dict[str, Any]:
+def score_checkpoint(
+    checkpoint: Path, data: str, num_classes: int | None, tta: str | bool = False
+) -> dict[str, Any]:
     """Whole-image labels from the checkpoint (the predict path), scored on val."""
     from unetlab.engine.checkpoint import load_checkpoint
     from unetlab.inference import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint, tile=4096, progress=False)
+    predictor = Predictor.from_checkpoint(checkpoint, tile=4096, progress=False, tta=tta)
     classes = num_classes or len(predictor.class_names)
     scores = score_split(data, "val", lambda image: predictor.predict(image).labels, classes)
     return {"epoch": int(load_checkpoint(checkpoint)["epoch"]), **scores}

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from unetlab.engine.probe import Candidate, Timing
 from unetlab.errors import UnetlabError
 from unetlab.plan import (
     Fingerprint,
@@ -28,7 +29,6 @@ from unetlab.plan import (
 )
 from unetlab.plan.fingerprint import ClassStats, structure_width, touching_objects
 from unetlab.plan.planner import MIN_STEPS, choose_precision
-from unetlab.plan.probe import Candidate, Timing
 
 # ---------------------------------------------------------------- fingerprint
 

@@ -194,13 +194,14 @@ class Trainer:
         self.model = build_network(cfg, pretrained=resume is None).to(self.device)
         self.patch = cfg.data.patch_hw
         check_patch_size(self.model, self.patch, cfg.model.name)
+        self.amp_note = ""
         if cfg.train.sync_bn and context.distributed and self.device.type == "cuda":
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.encoder = (
             encoder_of(self.model, cfg.model.name) if cfg.train.freeze_encoder_epochs else None
         )
         self.criterion = build_criterion(cfg, self.report, self.spec.num_classes).to(self.device)
-        self.amp = amp_dtype(cfg.train.amp, self.device)
+        self.amp = self._resolve_amp()
         self.memory_format = (
             torch.channels_last
             if use_channels_last(cfg.train.channels_last, self.device, self.amp)
@@ -236,6 +237,23 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ setup
+
+    def _resolve_amp(self) -> torch.dtype | None:
+        """``train.amp``; ``auto`` on a CPU is measured (fp32 vs bf16 steps of this model) and
+        the answer written into the run's config, so a resumed run keeps it."""
+        cfg = self.cfg
+        if cfg.train.amp != "auto" or self.device.type != "cpu" or self.context.distributed:
+            return amp_dtype(cfg.train.amp, self.device)
+        from unetlab.engine.probe import measured_cpu_precision
+
+        layout = use_channels_last(cfg.train.channels_last, self.device, torch.bfloat16)
+        outputs = 1 if cfg.binary else self.spec.num_classes
+        choice, why = measured_cpu_precision(
+            self.model, self.spec.in_channels, outputs, self.patch, cfg.data.batch_size, layout
+        )
+        self.amp_note = f"train.amp auto -> {choice} ({why})"
+        cfg.train.amp = "off" if choice == "fp32" else choice
+        return amp_dtype(cfg.train.amp, self.device)
 
     def _build_datasets(self) -> None:
         from unetlab.data import open_dataset
@@ -604,6 +622,7 @@ class Trainer:
             f"{ctx.world_size} process(es), batch "
             f"{cfg.data.batch_size} per process ({cfg.data.batch_size * ctx.world_size} global), "
             f"patch {self.patch[0]}x{self.patch[1]}"
+            + (f"\n{self.amp_note}" if self.amp_note else "")
         )
 
     def _finish(self, stopped: str) -> RunResult:

@@ -15,7 +15,7 @@ import numpy as np
 Array = Any  # torch.Tensor or np.ndarray, N x C x H x W
 Network = Callable[[Array], Array]
 
-MODES = ("flips", "flips+rot90")
+MODES = ("hflip", "flips", "flips+rot90")
 SPACES = ("logits", "probabilities")
 
 
@@ -34,9 +34,12 @@ def _rot90(x: Array, k: int) -> Array:
 def transforms(mode: str | bool) -> list[tuple[int, tuple[int, ...]]]:
     """The (rotation quarter-turns, flipped axes) pairs of a TTA mode, identity first.
 
+    ``hflip``: identity and the left-right mirror (images with an "up": streets, photos);
     ``flips``: the 4 mirror combinations; ``flips+rot90``: the 8 symmetries of the square.
     """
     mode = "flips" if mode is True else mode
+    if mode == "hflip":
+        return [(0, ()), (0, (3,))]
     if mode == "flips":
         return [(0, ()), (0, (3,)), (0, (2,)), (0, (2, 3))]
     if mode == "flips+rot90":

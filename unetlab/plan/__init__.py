@@ -2,7 +2,7 @@
 
 ``unetlab plan DATASET --budget 20m`` (or ``plan_dataset`` from Python): a fingerprint of the
 data (:mod:`~unetlab.plan.fingerprint`), step times measured on the machine
-(:mod:`~unetlab.plan.probe`), and the pure rules that turn them into a run configuration with
+(:mod:`~unetlab.engine.probe`), and the pure rules that turn them into a run configuration with
 one reason per choice (:mod:`~unetlab.plan.planner`).
 """
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from unetlab.engine.probe import Timing, time_candidate
 from unetlab.errors import UnetlabError
 from unetlab.plan.fingerprint import fingerprint_dataset
 from unetlab.plan.planner import (
@@ -26,7 +27,6 @@ from unetlab.plan.planner import (
     precision_candidates,
     width_candidates,
 )
-from unetlab.plan.probe import Timing, time_candidate
 
 
 def parse_budget(text: str | float | int) -> float:

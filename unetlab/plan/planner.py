@@ -29,13 +29,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from unetlab.engine.probe import REDUCED_MARGIN, Candidate, Timing
 from unetlab.plan.fingerprint import Fingerprint
-from unetlab.plan.probe import Candidate, Timing
 
 MIN_STEPS = 2000
 """Optimizer steps a width must fit into the budget to be chosen over a narrower one."""
-REDUCED_MARGIN = 1.10
-"""Reduced precision is chosen when its step is at least this many times faster than fp32's."""
 VALIDATIONS = 12
 VALIDATION_SHARE = 0.08
 WIDTHS = (16, 24, 32)

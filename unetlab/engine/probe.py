@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 
@@ -68,26 +69,54 @@ def time_candidate(
     warmup: int = 1,
 ) -> Timing:
     """Time ``candidate`` on ``device`` (see the module docstring)."""
-    from unetlab.inference.precision import autocast_dtype
     from unetlab.models import build_model
 
-    generator = torch.Generator().manual_seed(0)
     model = build_model(
         "unet", num_classes, in_channels=in_channels, base=candidate.base,
         depth=candidate.depth, padding="same",
     ).to(device)
-    layout = torch.channels_last if candidate.channels_last else torch.contiguous_format
+    step_seconds, forward_seconds = time_step(
+        model, in_channels, num_classes, (candidate.patch, candidate.patch), candidate.batch,
+        candidate.precision, candidate.channels_last, device, steps=steps, warmup=warmup,
+    )
+    megapixels = candidate.patch * candidate.patch / 1e6
+    return Timing(candidate, step_seconds, forward_seconds / megapixels)
+
+
+def time_step(
+    model: nn.Module,
+    in_channels: int,
+    num_classes: int,
+    patch: tuple[int, int],
+    batch: int,
+    precision: str,
+    channels_last: bool,
+    device: torch.device,
+    *,
+    steps: int = 3,
+    warmup: int = 1,
+) -> tuple[float, float]:
+    """(median seconds of a training step, of a batch-1 eval forward pass) of ``model`` on
+    random data. The model is trained on noise: pass a copy if its weights matter."""
+    from unetlab.inference.precision import autocast_dtype
+
+    generator = torch.Generator().manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=layout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    dtype = None if candidate.precision == "fp32" else autocast_dtype(candidate.precision, device)
-    shape = (candidate.batch, in_channels, candidate.patch, candidate.patch)
-    images = torch.randn(shape, generator=generator).to(device).contiguous(memory_format=layout)
-    masks = torch.randint(0, num_classes, (candidate.batch, candidate.patch, candidate.patch),
-                          generator=generator).to(device)
+    dtype = None if precision == "fp32" else autocast_dtype(precision, device)
+    images = torch.randn((batch, in_channels, *patch), generator=generator)
+    images = images.to(device).contiguous(memory_format=layout)
+    masks = torch.randint(0, max(num_classes, 2), (batch, *patch), generator=generator).to(device)
+    binary = num_classes == 1
 
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = F.cross_entropy(model(images), masks)
+            logits = model(images)
+            if binary:
+                loss = F.binary_cross_entropy_with_logits(logits[:, 0], masks.float())
+            else:
+                loss = F.cross_entropy(logits, masks[:, : logits.shape[-2], : logits.shape[-1]])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -98,12 +127,13 @@ def time_candidate(
         ):
             model(images[:1])
 
+    mode = model.training
     model.train()
     step_seconds = _median_time(step, steps, warmup, device)
     model.eval()
     forward_seconds = _median_time(forward, steps, warmup, device)
-    megapixels = candidate.patch * candidate.patch / 1e6
-    return Timing(candidate, step_seconds, forward_seconds / megapixels)
+    model.train(mode)
+    return step_seconds, forward_seconds
 
 
 def _median_time(fn: Any, repeats: int, warmup: int, device: torch.device) -> float:
@@ -122,3 +152,37 @@ def _median_time(fn: Any, repeats: int, warmup: int, device: torch.device) -> fl
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+TINY_STEP_SECONDS = 0.05
+"""Steps faster than this are not convolution-bound: reduced precision has nothing to gain."""
+REDUCED_MARGIN = 1.10
+"""Reduced precision must make the step at least this many times faster to be used."""
+
+
+def measured_cpu_precision(
+    model: nn.Module,
+    in_channels: int,
+    num_classes: int,
+    patch: tuple[int, int],
+    batch: int,
+    channels_last: bool,
+) -> tuple[str, str]:
+    """``train.amp: auto`` on a CPU: bf16 when a timed step of (a copy of) ``model`` is at least
+    ``REDUCED_MARGIN`` times faster in bf16 than in fp32, else fp32; with the reason."""
+    import copy
+
+    device = torch.device("cpu")
+    timed = {}
+    for precision in ("fp32", "bf16"):
+        timed[precision], _ = time_step(
+            copy.deepcopy(model), in_channels, num_classes, patch, batch, precision,
+            channels_last, device, steps=2, warmup=1,
+        )
+        if timed["fp32"] < TINY_STEP_SECONDS:
+            milliseconds = timed["fp32"] * 1000
+            return "fp32", f"a step takes {milliseconds:.0f} ms: too small to gain from bf16"
+    faster = timed["bf16"] * REDUCED_MARGIN <= timed["fp32"]
+    return ("bf16" if faster else "fp32"), (
+        f"measured step fp32 {timed['fp32']:.3f} s, bf16 {timed['bf16']:.3f} s"
+    )
