@@ -154,10 +154,12 @@ class EpochSampler(Sampler):
     """Training indices for one rank: shuffled by ``(seed, epoch)``, padded to a multiple of the
     world size, rank ``r`` taking every ``world_size``-th index from ``r``.
 
-    It yields ``(epoch, index)`` pairs so the dataset can seed the augmentation of each sample
+    It yields ``(epoch, key)`` pairs so the dataset can seed the augmentation of each sample
     from them (see :class:`~unetlab.engine.loaders.SeededDataset`): the result does not depend on
-    the number of workers or processes, or on where a run was resumed. ``skip`` drops the first
-    indices of the next epoch (resuming in the middle of one).
+    the number of workers or processes, or on where a run was resumed. With ``repeat`` passes
+    per epoch the key is ``pass * size + index``: every pass over an image gets its own crop and
+    augmentation (the sample is ``key % size``). ``skip`` drops the first keys of the next epoch
+    (resuming in the middle of one).
     """
 
     def __init__(self, size: int, context: DistContext, seed: int, repeat: int = 1):
@@ -171,7 +173,9 @@ class EpochSampler(Sampler):
     def _indices(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = [
-            i for _ in range(self.repeat) for i in torch.randperm(self.size, generator=generator)
+            repeat * self.size + int(i)
+            for repeat in range(self.repeat)
+            for i in torch.randperm(self.size, generator=generator)
         ]
         world = self.context.world_size
         order += order[: (-len(order)) % world]  # pad so every rank gets as many

@@ -30,9 +30,10 @@ class SeededDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
+        """``key``: ``(epoch, pass * len + index)`` from the sampler; each key its own seed."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
         with seeded(derived_seed(self.seed, epoch, index)):
-            return self.dataset[index]
+            return self.dataset[index % len(self)]
 
 
 def _init_worker(previous: Callable[[int], None] | None, worker_id: int) -> None:
