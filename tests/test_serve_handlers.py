@@ -261,6 +261,32 @@ def test_model_card_describes_the_checkpoint(tmp_path: Path) -> None:
     assert card["binary"] is False and card["output"] == "3 channels, softmax"
 
 
+def test_model_card_of_an_int8_export_reads_its_metadata(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from unetlab.inference.core import PredictOptions
+    from unetlab.inference.grid import Geometry
+
+    metadata = {
+        "model": {"name": "unet", "num_classes": 1, "in_channels": 1, "options": {"base": 8}},
+        "quantization": {"activations": "uint8"},
+    }
+    export = SimpleNamespace(
+        metadata=metadata,
+        class_names=["background", "cell"],
+        class_colors=[],
+        num_classes=2,
+        in_channels=1,
+        options=PredictOptions(threshold=0.7),
+        geometry=Geometry(multiple=16, margin=184, out_residue=4, min_output=4),
+    )
+    card = model_card(tmp_path / "model.int8.onnx", export)
+    assert card["format"] == "ONNX, int8" and card["parameters"] is None
+    assert card["output"] == "1 channel, sigmoid" and card["binary"] and card["threshold"] == 0.7
+    assert card["input_rule"].startswith("gray, 8 or 16 bit, any size (valid padding, 92 px")
+    assert card["training"] is None  # no run folder around the file
+
+
 # ---------------------------------------------------------------- inspection
 
 
