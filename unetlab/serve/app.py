@@ -208,6 +208,11 @@ class ServeState:
             folder = None
             if config.cache:
                 folder = cache_folder(run_folder(config.model), source, config.data, config.split)
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:  # a read-only run folder: keep the inspection in memory
+                    LOG.warning("no inspection cache in %s (%s)", folder, exc)
+                    folder = None
             status.result = inspect_split(
                 self.predictor, status.dataset, source, folder, run, progress
             )
