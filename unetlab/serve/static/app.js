@@ -483,10 +483,9 @@ async function openImage(index) {
   const counts = await getJSON(`/api/inspect/${index}/errors?focus=${focus}`);
   const scored = row.width * row.height - counts.ignored;
   const item = (color, label, count) => el("span", {}, swatch(color), `${label}: ${count.toLocaleString("en")} px (${pct(count / Math.max(scored, 1))})`);
-  const focusName = Number(focus) === -1 ? "any class but " + state.card.classes[0].name : state.card.classes[focus].name;
   const items = [
-    item([213, 94, 0], `false positives (${focusName} predicted, not true)`, counts.false_positive),
-    item([0, 114, 178], "false negatives (missed)", counts.false_negative),
+    item([213, 94, 0], "false positives", counts.false_positive),
+    item([0, 114, 178], "false negatives", counts.false_negative),
     item([240, 228, 66], "other errors", counts.other),
   ];
   if (counts.ignored) items.push(item([150, 150, 150], "ignored", counts.ignored));
