@@ -327,7 +327,10 @@ def make_docs_screenshot(out: Path, workdir: Path, epochs: int) -> None:
                 "train": {"epochs": epochs, "val_every": 4, "device": "cpu"},
             },
         )
-        run = train(config).run_dir
+        result = train(config)
+        if result.stopped == "interrupted":
+            raise SystemExit(f"training interrupted; resume it or delete {result.run_dir}")
+        run = result.run_dir
     bad_file = workdir / "notes.png"
     bad_file.write_text("text\n")
     shots = workdir / "shots"
