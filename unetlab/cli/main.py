@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "bench": "unetlab.cli.predict:bench",
     "summary": "unetlab.cli.summary:summary",
     "data": "unetlab.cli.data:data",
+    "serve": "unetlab.cli.serve:serve",
 }
 
 

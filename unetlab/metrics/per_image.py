@@ -1,0 +1,78 @@
+"""Scores of one image: where a model fails is found image by image, not in the split's mean.
+
+:func:`per_image_scores` counts one image's confusion matrix with :class:`ConfusionMatrix` (so
+its IoU, Dice and accuracy follow the same rules as the split's: NaN for a class absent from
+both truth and prediction, means over the defined classes) and, for two-class tasks given a
+boundary class, adds the EM scores (pixel error, adapted Rand error) as ``unetlab evaluate``
+computes them per image.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from unetlab.metrics.confusion import ConfusionMatrix, LabelArray
+
+
+def per_image_scores(
+    prediction: LabelArray,
+    truth: LabelArray,
+    num_classes: int,
+    ignore_index: int = 255,
+    boundary_class: int | None = None,
+) -> dict[str, Any]:
+    """Scores of one ``H x W`` prediction against its truth mask.
+
+    Returns ``miou``, ``mean_dice``, ``pixel_accuracy`` (floats, NaN when undefined), per-class
+    lists ``iou``, ``dice`` and ``support`` (truth pixels), ``pixels`` (scored pixels) and
+    ``matrix`` (the ``K x K`` counts, rows = truth). With ``boundary_class`` (two-class tasks):
+    ``pixel_error`` and ``adapted_rand_error`` too, regions being the connected components
+    outside the boundary class and ignored truth pixels not scored (as in evaluate).
+    """
+    matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index).update(prediction, truth)
+    scores = matrix.compute()
+    result: dict[str, Any] = {
+        "miou": scores["miou"],
+        "mean_dice": scores["mean_dice"],
+        "pixel_accuracy": scores["pixel_accuracy"],
+        "iou": scores["iou"],
+        "dice": scores["dice"],
+        "support": scores["support"],
+        "pixels": matrix.total,
+        "matrix": matrix.matrix,
+    }
+    if boundary_class is not None:
+        result.update(_region_scores(prediction, truth, boundary_class, ignore_index))
+    return result
+
+
+def _region_scores(
+    prediction: LabelArray, truth: LabelArray, boundary_class: int, ignore_index: int
+) -> dict[str, float]:
+    from unetlab.metrics.em import adapted_rand_error, membrane_to_regions, pixel_error
+
+    predicted = _numpy(prediction)
+    truth = _numpy(truth)
+    scored_truth = np.where(truth == ignore_index, boundary_class, truth)  # ignored: not scored
+    error, _, _ = adapted_rand_error(
+        membrane_to_regions(predicted, membrane_class=boundary_class),
+        membrane_to_regions(scored_truth, membrane_class=boundary_class),
+    )
+    return {
+        "pixel_error": pixel_error(predicted, truth, ignore_index=ignore_index),
+        "adapted_rand_error": error,
+    }
+
+
+def _numpy(labels: LabelArray) -> np.ndarray:
+    return labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
+
+
+def worst_first_key(row: dict[str, Any], metric: str = "miou") -> tuple[int, float]:
+    """Sort key putting the lowest ``metric`` first and undefined (NaN) scores last."""
+    value = row.get(metric)
+    undefined = value is None or (isinstance(value, float) and math.isnan(value))
+    return (1, 0.0) if undefined else (0, float(value))
