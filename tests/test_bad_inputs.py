@@ -715,7 +715,7 @@ def test_bad_input_gives_one_clear_error(make_case, tmp_path, capfd) -> None:
     check_message(case, code, out, err)
 
 
-def run_cli(argv: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+def run_cli(argv: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
         [sys.executable, "-m", "unetlab.cli.main", *argv],
