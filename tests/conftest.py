@@ -12,6 +12,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# CI=true (set by most CI services and by .ci/run): the same examples on every run, so a red
+# build points at a change, not at a lucky draw (HYPOTHESIS_PROFILE picks another profile).
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "default")
+)
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
@@ -34,3 +42,10 @@ def shared_dataset(name: str) -> Path:
 def _seed() -> None:
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A generator seeded for this test alone: its data never depends on which tests ran
+    before (a module-level generator's draws do)."""
+    return np.random.default_rng(0)

@@ -19,14 +19,13 @@ from unetlab.data.synthetic import make_shapes_dataset
 from unetlab.data.validate import check_dataset
 from unetlab.errors import UnetlabError
 
-RNG = np.random.default_rng(0)
-
 
 def _plain(root: Path, ids, unlabelled=()) -> Path:
+    rng = np.random.default_rng(0)
     for folder in ("images", "masks"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for sample_id in [*ids, *unlabelled]:
-        Image.fromarray(RNG.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(
+        Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(
             root / "images" / f"{sample_id}.png"
         )
     for sample_id in ids:
@@ -96,8 +95,8 @@ def _labelme_file(path: Path, shapes, image: np.ndarray, embed: bool) -> Path:
     return path
 
 
-def test_labelme_rectangles_circles_and_drawing_order(tmp_path):
-    image = RNG.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+def test_labelme_rectangles_circles_and_drawing_order(rng, tmp_path):
+    image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     shapes = [
         {"label": "a", "shape_type": "rectangle", "points": [[30, 25], [5, 4]]},  # corners reversed
         {"label": "b", "shape_type": "circle", "points": [[35, 20], [35, 28]]},  # radius 8
@@ -116,8 +115,8 @@ def test_labelme_rectangles_circles_and_drawing_order(tmp_path):
     assert (tmp_path / "out" / "classes.txt").read_text().split() == ["bg", "a", "b"]
 
 
-def test_labelme_referenced_image_and_bad_labels(tmp_path):
-    image = RNG.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+def test_labelme_referenced_image_and_bad_labels(rng, tmp_path):
+    image = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
     square = {"label": "cat", "shape_type": "polygon", "points": [[1, 1], [8, 1], [8, 8], [1, 8]]}
     source = _labelme_file(tmp_path / "ref.json", [square], image, embed=False)
     labelme_to_masks([source], ["_background_", "cat"], tmp_path / "m", tmp_path / "i")
@@ -137,10 +136,10 @@ def test_labelme_referenced_image_and_bad_labels(tmp_path):
 # ---------------------------------------------------------------- fix-binary
 
 
-def test_fix_binary_converts_0_255_and_reports_the_rest(tmp_path):
+def test_fix_binary_converts_0_255_and_reports_the_rest(rng, tmp_path):
     masks = tmp_path / "masks"
     masks.mkdir()
-    binary = RNG.choice(np.array([0, 255], np.uint8), (6, 6))
+    binary = rng.choice(np.array([0, 255], np.uint8), (6, 6))
     Image.fromarray(binary).save(masks / "a.png")
     Image.fromarray(binary // 255).save(masks / "b.png")  # already 0/1
     Image.fromarray(np.where(binary > 0, 128, 0).astype(np.uint8)).save(masks / "c.bmp")
@@ -171,9 +170,9 @@ def test_fix_binary_in_place_makes_the_dataset_pass(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_tiff_stack_to_slices_keeps_every_page_exactly(tmp_path, dtype):
+def test_tiff_stack_to_slices_keeps_every_page_exactly(rng, tmp_path, dtype):
     top = np.iinfo(dtype).max
-    pages = [RNG.integers(0, top, (7, 9), dtype=dtype, endpoint=True) for _ in range(12)]
+    pages = [rng.integers(0, top, (7, 9), dtype=dtype, endpoint=True) for _ in range(12)]
     images = [Image.fromarray(page) for page in pages]
     images[0].save(tmp_path / "stack.tif", save_all=True, append_images=images[1:])
     written = tiff_stack_to_slices(tmp_path / "stack.tif", tmp_path / "out", prefix="s")

@@ -17,8 +17,6 @@ from unetlab.data.io import read_image, read_mask, write_mask
 from unetlab.data.problems import BAD_MASK, JPEG_MASK, RGB_MASK, UNREADABLE, DataFileError
 from unetlab.errors import UnetlabError
 
-RNG = np.random.default_rng(0)
-
 
 def _save(path: Path, array: np.ndarray, **options) -> Path:
     Image.fromarray(array).save(path, **options)
@@ -28,21 +26,21 @@ def _save(path: Path, array: np.ndarray, **options) -> Path:
 # ---------------------------------------------------------------- images
 
 
-def test_grayscale_image_is_h_w_1(tmp_path):
-    pixels = RNG.integers(0, 256, (5, 7), dtype=np.uint8)
+def test_grayscale_image_is_h_w_1(rng, tmp_path):
+    pixels = rng.integers(0, 256, (5, 7), dtype=np.uint8)
     image = read_image(_save(tmp_path / "g.png", pixels))
     assert image.shape == (5, 7, 1) and image.dtype == np.uint8
     np.testing.assert_array_equal(image[:, :, 0], pixels)
 
 
-def test_rgba_image_drops_alpha(tmp_path):
-    pixels = RNG.integers(0, 256, (4, 6, 4), dtype=np.uint8)
+def test_rgba_image_drops_alpha(rng, tmp_path):
+    pixels = rng.integers(0, 256, (4, 6, 4), dtype=np.uint8)
     image = read_image(_save(tmp_path / "a.png", pixels))
     np.testing.assert_array_equal(image, pixels[:, :, :3])
 
 
-def test_palette_image_becomes_its_colours(tmp_path):
-    indices = RNG.integers(0, 4, (6, 5), dtype=np.uint8)
+def test_palette_image_becomes_its_colours(rng, tmp_path):
+    indices = rng.integers(0, 4, (6, 5), dtype=np.uint8)
     palette = [(10, 20, 30), (200, 0, 0), (0, 200, 0), (5, 5, 250)]
     picture = Image.fromarray(indices, mode="P")
     picture.putpalette([c for colour in palette for c in colour])
@@ -51,22 +49,22 @@ def test_palette_image_becomes_its_colours(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "p.png"), expected)
 
 
-def test_16bit_grayscale_and_colour_stay_uint16(tmp_path):
+def test_16bit_grayscale_and_colour_stay_uint16(rng, tmp_path):
     import cv2
 
-    gray = RNG.integers(0, 65536, (5, 6), dtype=np.uint16)
+    gray = rng.integers(0, 65536, (5, 6), dtype=np.uint16)
     image = read_image(_save(tmp_path / "g16.png", gray))
     assert image.dtype == np.uint16
     np.testing.assert_array_equal(image[:, :, 0], gray)
-    colour = RNG.integers(0, 65536, (5, 6, 3), dtype=np.uint16)
+    colour = rng.integers(0, 65536, (5, 6, 3), dtype=np.uint16)
     cv2.imwrite(str(tmp_path / "c16.png"), colour[:, :, ::-1])  # OpenCV writes BGR
     image = read_image(tmp_path / "c16.png")
     assert image.dtype == np.uint16
     np.testing.assert_array_equal(image, colour)
 
 
-def test_exif_orientation_is_not_applied(tmp_path):
-    pixels = RNG.integers(0, 256, (4, 8, 3), dtype=np.uint8)
+def test_exif_orientation_is_not_applied(rng, tmp_path):
+    pixels = rng.integers(0, 256, (4, 8, 3), dtype=np.uint8)
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
     Image.fromarray(pixels).save(tmp_path / "e.png", exif=exif)
@@ -82,10 +80,10 @@ def test_exif_orientation_is_not_applied(tmp_path):
     ],
     ids=["zero-byte", "text-named-png", "truncated"],
 )
-def test_unreadable_images_name_the_file(tmp_path, content, words):
+def test_unreadable_images_name_the_file(rng, tmp_path, content, words):
     path = tmp_path / "bad.png"
     if content is None:
-        _save(tmp_path / "good.png", RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        _save(tmp_path / "good.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
         content = (tmp_path / "good.png").read_bytes()[:300]
     path.write_bytes(content)
     with pytest.raises(DataFileError) as caught:
@@ -106,8 +104,8 @@ def test_missing_image_and_multipage_tiff(tmp_path):
 # ---------------------------------------------------------------- masks
 
 
-def test_palette_mask_is_read_as_indices_not_colours(tmp_path):
-    indices = RNG.integers(0, 6, (9, 11), dtype=np.uint8)
+def test_palette_mask_is_read_as_indices_not_colours(rng, tmp_path):
+    indices = rng.integers(0, 6, (9, 11), dtype=np.uint8)
     indices[0, 0] = 255
     # colours chosen so that converting to L or RGB would give values unlike the indices
     palette = [((250 - 40 * i) % 256, (17 * i) % 256, 200) for i in range(256)]
@@ -118,20 +116,20 @@ def test_palette_mask_is_read_as_indices_not_colours(tmp_path):
     np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), indices)
 
 
-def test_rgb_mask_with_equal_channels_reads_as_gray(tmp_path):
-    gray = RNG.integers(0, 3, (5, 5), dtype=np.uint8)
+def test_rgb_mask_with_equal_channels_reads_as_gray(rng, tmp_path):
+    gray = rng.integers(0, 3, (5, 5), dtype=np.uint8)
     read = read_mask(_save(tmp_path / "m.png", np.repeat(gray[:, :, None], 3, axis=2)))
     np.testing.assert_array_equal(read, gray)
 
 
-def test_one_bit_mask_is_zero_one(tmp_path):
-    bits = RNG.integers(0, 2, (6, 8)).astype(bool)
+def test_one_bit_mask_is_zero_one(rng, tmp_path):
+    bits = rng.integers(0, 2, (6, 8)).astype(bool)
     Image.fromarray(bits).convert("1").save(tmp_path / "b.png")
     np.testing.assert_array_equal(read_mask(tmp_path / "b.png"), bits.astype(np.uint8))
 
 
-def test_16bit_mask_with_small_values_ok_large_refused(tmp_path):
-    small = RNG.integers(0, 5, (4, 4), dtype=np.uint16)
+def test_16bit_mask_with_small_values_ok_large_refused(rng, tmp_path):
+    small = rng.integers(0, 5, (4, 4), dtype=np.uint16)
     np.testing.assert_array_equal(read_mask(_save(tmp_path / "s.png", small)), small)
     large = small.copy()
     large[0, 0] = 1000

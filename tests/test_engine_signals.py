@@ -1,4 +1,7 @@
-"""Ctrl-C during ``unetlab train``: the step finishes, last.pt is saved, the exit is clean."""
+"""Ctrl-C during ``unetlab train``: the step finishes, last.pt is saved, the exit is clean.
+
+The child holds at a known step (``UNETLAB_TEST_HOLD=STEP:FILE``, a test hook in the trainer)
+until the test has signalled it, so a fast machine cannot finish the run first."""
 
 from __future__ import annotations
 
@@ -16,20 +19,23 @@ from unetlab.engine.checkpoint import load_checkpoint
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def start_training(args: list[str], cwd: Path) -> subprocess.Popen:
-    """``unetlab train ARGS`` in a subprocess whose output we read line by line."""
+def start_training(args: list[str], cwd: Path, hold: str | None = None) -> subprocess.Popen:
+    """``unetlab train ARGS`` in a subprocess whose output we read line by line; ``hold``
+    (``STEP:FILE``) makes it wait after global step STEP until FILE exists."""
+    env = ENV if hold is None else {**ENV, "UNETLAB_TEST_HOLD": hold}
     return subprocess.Popen(
         [sys.executable, "-m", "unetlab.cli.main", "train", *args],
         cwd=cwd,
-        env=ENV,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
 
 
-def read_until(process: subprocess.Popen, marker: str, timeout: float = 120) -> list[str]:
-    """Lines of output up to and including the first one that contains ``marker``."""
+def read_until(process: subprocess.Popen, marker: str, timeout: float = 900) -> list[str]:
+    """Lines of output up to and including the first one that contains ``marker``
+    (``timeout`` only guards against a hang: the child holds at the marker's step)."""
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     assert process.stdout is not None
@@ -57,15 +63,17 @@ def long_epoch_config(tmp_path: Path, epochs: int, repeat: int = 10) -> Path:
 
 def test_sigint_saves_last_checkpoint_and_says_how_to_resume(tmp_path):
     config = long_epoch_config(tmp_path, epochs=2)
-    process = start_training([str(config)], tmp_path)
-    read_until(process, "epoch 1/2 step 3/40")
+    release = tmp_path / "release"
+    process = start_training([str(config)], tmp_path, hold=f"3:{release}")
+    read_until(process, "epoch 1/2 step 3/40")  # the child now waits after step 3
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=120)
+    release.touch()
+    output, _ = process.communicate(timeout=900)
     assert process.returncode == 130, output
     assert "Stopping after this step" in output
     assert "resume with: unetlab train --resume" in output
     assert "Traceback" not in output
     checkpoint = load_checkpoint(tmp_path / "runs" / "tiny" / "checkpoints" / "last.pt")
     assert checkpoint["epoch"] == 0  # no epoch completed: saved in the middle of the first
-    assert 3 <= checkpoint["position"]["step_in_epoch"] < 40
-    assert checkpoint["global_step"] == checkpoint["position"]["step_in_epoch"]
+    # step 4 sees the request, finishes, and the run stops there
+    assert checkpoint["position"]["step_in_epoch"] == checkpoint["global_step"] == 4

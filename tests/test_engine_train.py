@@ -268,16 +268,46 @@ def test_weighted_ce_without_weight_map_is_refused(data, tmp_path):
         train(tiny_config(data, tmp_path, overrides=("loss.name=weighted_ce",)))
 
 
-def test_valid_padding_and_weight_map_train(tmp_path):
-    """A valid-padding U-Net with the paper's weight map: the target and the weights are
-    centre-cropped to the smaller output."""
+def test_valid_padding_and_weight_map_train(tmp_path, monkeypatch):
+    """A valid-padding U-Net with the paper's weight map: the loss sees the target and the
+    weights centre-cropped to the smaller output (44 px in, 28 px out at depth 1: a margin of
+    8 px on each side), pixel for pixel the centre of the batch's own mask and weight map."""
+    batches, scored = [], []
+    original_step = trainer_module.Trainer._step
+    original_criterion = trainer_module.build_criterion
+
+    def recording_step(self, batch, epoch, steps):
+        batches.append((batch["mask"].clone(), batch["weight"].clone()))
+        return original_step(self, batch, epoch, steps)
+
+    def recording_criterion(*args, **kwargs):
+        loss = original_criterion(*args, **kwargs)
+        forward = loss.forward
+
+        def recorded(logits, target, weight=None):
+            if len(scored) < len(batches):  # a training step (validation comes after them)
+                scored.append((tuple(logits.shape[-2:]), target.clone(), weight.clone()))
+            return forward(logits, target, weight)
+
+        loss.forward = recorded
+        return loss
+
+    monkeypatch.setattr(trainer_module.Trainer, "_step", recording_step)
+    monkeypatch.setattr(trainer_module, "build_criterion", recording_criterion)
     data = tiny_dataset(tmp_path / "d", n_train=4, n_val=2, num_classes=2)
     result = train(tiny_config(
         data, tmp_path, overrides=("train.epochs=1", "data.patch_size=44", "loss.name=weighted_ce",
-                                   "loss.weight_map={w0: 10, sigma: 5, object_classes: [1]}"),
+                                   "loss.weight_map={w0: 10, sigma: 5, object_classes: [1]}",
+                                   "train.num_predictions=0"),
         model={"name": "unet", "options": {"base": 4, "depth": 1, "padding": "valid"}},
     ))
     assert result.metrics["val_loss"] > 0 and 0 <= result.metrics["miou"] <= 1
+    assert len(scored) == len(batches) == 2
+    for (mask, weight), (size, target, cropped_weight) in zip(batches, scored, strict=True):
+        assert tuple(mask.shape[-2:]) == (44, 44) and size == (28, 28)
+        torch.testing.assert_close(target, mask[:, 8:36, 8:36].long(), rtol=0, atol=0)
+        torch.testing.assert_close(cropped_weight, weight[:, 8:36, 8:36], rtol=0, atol=0)
+        assert float(weight.max()) > 1.5  # the border term of the map is there to be cropped
 
 
 def test_early_stopping_after_patience_validations_without_improvement(data, tmp_path):

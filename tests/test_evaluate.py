@@ -18,11 +18,13 @@ from torch import nn
 
 import unetlab.engine.checkpoint as checkpoint_module
 from unetlab.cli.main import main
-from unetlab.engine.checkpoint import save_checkpoint
+from unetlab.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from unetlab.engine.evaluate import collect_confusion, evaluate, resolve_boundary_class
 from unetlab.engine.plots import PANEL_MARGIN, panel_origin
 from unetlab.errors import UnetlabError
 from unetlab.models import build_model
+
+from test_inference_tta import dihedral_mean  # isort: skip
 
 PALETTE = [[0, 0, 0], [220, 40, 40], [40, 200, 40]]
 
@@ -253,12 +255,11 @@ def test_a_model_predicting_the_truth_scores_perfectly(tmp_path, monkeypatch):
     root = write_dataset(tmp_path / "data", images, masks, ["cell", "membrane"])
     checkpoint = oracle_checkpoint(tmp_path, monkeypatch, 2, ["cell", "membrane"])
 
-    for tta in (False, True):  # the oracle commutes with flips: TTA changes nothing
-        report = evaluate(checkpoint, root, out_dir=tmp_path / "out", num_panels=0, tta=tta)
+    report = evaluate(checkpoint, root, out_dir=tmp_path / "out", num_panels=0)
 
-        assert report.scores["miou"] == 1.0 and report.scores["pixel_accuracy"] == 1.0
-        assert report.region_scores["pixel_error"] == 0.0
-        assert report.region_scores["adapted_rand_error"] == pytest.approx(0.0, abs=1e-12)
+    assert report.scores["miou"] == 1.0 and report.scores["pixel_accuracy"] == 1.0
+    assert report.region_scores["pixel_error"] == 0.0
+    assert report.region_scores["adapted_rand_error"] == pytest.approx(0.0, abs=1e-12)
 
 
 # Two 3x4 images whose every pixel is known (classes: 0 cell, 1 membrane, 255 ignored).
@@ -426,6 +427,59 @@ def test_cli_evaluates_a_run_folder(tmp_path, capsys):
     assert "mIoU" in printed and str(out / "report.json") in printed
     for name in ("background", "circle", "square"):
         assert name in printed
+
+
+def test_cli_tta_scores_the_flip_averaged_prediction(tmp_path):
+    """A random U-Net is not flip-equivariant: ``--tta`` must score the mean of its outputs on
+    the four flips (written out here with torch.flip), and without it the plain output."""
+    checkpoint = tiny_unet_checkpoint(tmp_path / "model.pt")
+    root = random_dataset(tmp_path / "data", n=2, size=(16, 20))  # multiples of 4: no padding
+    model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
+    expected = {False: np.zeros((3, 3), np.int64), True: np.zeros((3, 3), np.int64)}
+    for sample_id in ("s0", "s1"):
+        image = np.array(Image.open(root / "images" / f"{sample_id}.png"))
+        truth = np.array(Image.open(root / "masks" / f"{sample_id}.png"))
+        x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.25
+        with torch.no_grad():
+            for tta, logits in ((False, model(x)), (True, dihedral_mean(model, x))):
+                expected[tta] += brute_force_confusion(logits.argmax(1)[0].numpy(), truth, 3)
+    assert not np.array_equal(expected[False], expected[True])  # the check can tell them apart
+
+    for tta in (False, True):
+        out = tmp_path / f"out-{tta}"
+        argv = ["evaluate", checkpoint, "--data", str(root), "--out", str(out), "--panels", "0",
+                "--device", "cpu", *(["--tta"] if tta else [])]
+        assert main(argv) == 0
+        data = json.loads((out / "report.json").read_text())
+        np.testing.assert_array_equal(data["confusion_matrix"], expected[tta])
+
+
+def test_cli_split_and_boundary_class_choose_what_is_scored(tmp_path, monkeypatch):
+    """``--split test`` reads splits/test.txt and writes evaluation/test; ``--boundary-class
+    cell`` makes the cells the separators of the Rand regions, as skimage scores them."""
+    truth, pred = _upscaled(TRUTH_A), _upscaled(PRED_A)
+    root = write_dataset(tmp_path / "data", {"a": (pred * 100).astype(np.uint8)}, {"a": truth},
+                         ["cell", "membrane"], split="test")
+    checkpoint = oracle_checkpoint(tmp_path, monkeypatch, 2, ["cell", "membrane"])
+    default_out = tmp_path / "run" / "evaluation" / "test"  # RUN/evaluation/<split>
+    reports = {}
+    for choice, out in ((None, []), ("cell", ["--boundary-class", "cell", "--out", "cell"])):
+        argv = ["evaluate", checkpoint, "--data", str(root), "--split", "test", "--panels", "0",
+                *out]
+        monkeypatch.chdir(tmp_path)
+        assert main(argv) == 0
+        folder = tmp_path / "cell" if choice else default_out
+        reports[choice] = json.loads((folder / "report.json").read_text())
+    for choice, boundary in ((None, 1), ("cell", 0)):
+        binary = reports[choice]["binary"]
+        assert reports[choice]["split"] == "test" and binary["boundary_class"] == boundary
+        expected = skimage_adapted_rand_error(
+            ndimage.label(truth != boundary)[0], ndimage.label(pred != boundary)[0]
+        )[0]
+        assert binary["adapted_rand_error"] == pytest.approx(expected, rel=1e-9)
+    assert reports[None]["binary"]["adapted_rand_error"] != pytest.approx(
+        reports["cell"]["binary"]["adapted_rand_error"]
+    )
 
 
 def test_cli_reports_bad_masks_as_a_user_error(tmp_path, capsys):

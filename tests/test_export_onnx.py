@@ -60,11 +60,20 @@ def model_options(name: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_matches_torch(tmp_path: Path, name: str) -> None:
-    """The export's own check: ORT vs torch on random raw input at two sizes and batches."""
+    """Our own ONNX Runtime session on raw pixels against torch on the shared preprocessing
+    (not only the figure the export computes for itself), at a second size and batch."""
     model = build_model(name, 2, **model_options(name)).eval()
     report = export_model(model, tmp_path / f"{name}.onnx", spec=model.spec, normalization=NORM)
     assert report.max_abs_diff <= 1e-4
     assert [shape[0] for shape in report.checked_shapes] == [1, 2]
+    side = int(model.size_multiple)
+    images = np.random.default_rng(3).integers(0, 256, (2, 2 * side, 3 * side, 3), np.uint8)
+    with torch.no_grad():
+        expected = model(torch.stack([image_to_tensor(im, NORM) for im in images])).numpy()
+    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {"image": images.transpose(0, 3, 1, 2).astype(np.float32)})[0]
+    assert actual.shape == expected.shape == (2, 2, 2 * side, 3 * side)
+    assert np.abs(actual - expected).max() <= 1e-4
 
 
 def test_normalisation_inside_the_graph_equals_shared_preprocessing(tmp_path: Path) -> None:
@@ -79,6 +88,31 @@ def test_normalisation_inside_the_graph_equals_shared_preprocessing(tmp_path: Pa
     raw = image.transpose(0, 3, 1, 2).astype(np.float32)
     actual = session.run(None, {"image": raw})[0]
     assert np.abs(actual - expected).max() <= 1e-4
+
+
+def test_export_opset_and_input_scale_from_the_command_line(tmp_path: Path) -> None:
+    """``--opset 13 --input-scale 65535``: the file declares opset 13 and takes 16-bit raw
+    pixels, giving what torch gives on the same image read as 16-bit."""
+    from unetlab.cli.main import main
+
+    model = build_model("unet", 3, base=4, depth=2).eval()
+    payload = {"model": model.spec, "state_dict": model.state_dict(),
+               "data": {"class_names": NAMES, "class_colors": COLORS, **NORM.to_dict()}}
+    checkpoint = save_checkpoint(payload, tmp_path / "best.pt")
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(checkpoint), "--out", str(out), "--opset", "13",
+                 "--input-scale", "65535"]) == 0
+    import onnx
+
+    opsets = {entry.domain: entry.version for entry in onnx.load(str(out)).opset_import}
+    assert opsets[""] == 13
+    image = np.random.default_rng(4).integers(0, 65536, (16, 20, 3), np.uint16)
+    with torch.no_grad():
+        expected = model(image_to_tensor(image, NORM)[None]).numpy()  # 16-bit: / 65535
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {"image": image.transpose(2, 0, 1)[None].astype(np.float32)})[0]
+    assert np.abs(actual - expected).max() <= 1e-4
+    assert read_metadata(out)["input_scale"] == 65535
 
 
 def test_valid_padding_export_matches_torch(exported) -> None:

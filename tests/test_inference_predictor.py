@@ -249,25 +249,48 @@ def test_discover_files_folders_globs(tmp_path: Path) -> None:
             discover_inputs([bad])
 
 
-def test_video_overlay_has_every_frame(tmp_path: Path) -> None:
+def test_video_overlay_has_every_frame_in_order(tmp_path: Path) -> None:
+    """Each written frame is the overlay of its own source frame: half the decoded frame plus
+    half the colour of the class the model gives each pixel (video codecs are lossy, so within
+    a few grey levels on 8 x 8 block means, and closer to its own expected frame than to any
+    other)."""
     import cv2
 
     from unetlab.inference.video import predict_video
 
     source = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 5, (24, 16))
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    ramp = np.linspace(0, 60, 64, dtype=np.float32)[None, :, None]
     for i in range(7):
-        writer.write(np.full((16, 24, 3), 30 * i, np.uint8))
+        writer.write(np.clip(30 * i + ramp + np.zeros((48, 64, 3)), 0, 255).astype(np.uint8))
     writer.release()
-    make_checkpoint(tmp_path)
+    model, norm = make_checkpoint(tmp_path)
     predictor = Predictor.from_checkpoint(tmp_path, device="cpu", batch_size=3)
     result = predict_video(predictor, source, tmp_path / "out.mp4", progress=False)
-    assert result.frames == 7 and result.size == (24, 16)
-    capture = cv2.VideoCapture(str(result.path))
-    frames = 0
-    while capture.read()[0]:
-        frames += 1
-    assert frames == 7
+    assert result.frames == 7 and result.size == (64, 48)
+
+    def frames(path):
+        capture = cv2.VideoCapture(str(path))
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame[:, :, ::-1].astype(np.float32)  # RGB
+
+    colors = np.array(COLORS, np.float32)
+    expected = [
+        0.5 * frame + 0.5 * colors[reference_logits(model, norm, frame.astype(np.uint8))
+                                   .argmax(1)[0].numpy()]
+        for frame in frames(source)
+    ]
+    def blocks(frame):  # 8 x 8 block means: what a lossy codec keeps of a per-pixel pattern
+        return frame.reshape(6, 8, 8, 8, 3).mean(axis=(1, 3))
+
+    written = list(frames(result.path))
+    assert len(written) == len(expected) == 7
+    errors = np.array([[np.abs(blocks(w) - blocks(e)).mean() for e in expected] for w in written])
+    assert (errors.argmin(axis=1) == np.arange(7)).all(), errors.round(1)
+    assert errors.diagonal().max() < 5, errors.diagonal()
 
 
 def test_undecodable_video_is_a_clear_error(tmp_path: Path) -> None:

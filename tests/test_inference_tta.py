@@ -16,6 +16,20 @@ def shift_right(x):
     return np.roll(x, 1, axis=-1) if isinstance(x, np.ndarray) else torch.roll(x, 1, dims=-1)
 
 
+def dihedral_mean(network, x: torch.Tensor, rotations: bool = False) -> torch.Tensor:
+    """Reference TTA written out with torch.flip/rot90 (not the tta module): the mean of the
+    network's outputs on the 4 flips of ``x`` (with ``rotations``: the 8 symmetries of the
+    square), each output turned back."""
+    outputs = []
+    flips = [(), (-1,)] if rotations else [(), (-1,), (-2,), (-2, -1)]
+    for turns in range(4) if rotations else [0]:
+        for dims in flips:
+            moved = torch.rot90(x.flip(dims) if dims else x, turns, (-2, -1))
+            out = torch.rot90(network(moved), -turns, (-2, -1))
+            outputs.append(out.flip(dims) if dims else out)
+    return torch.stack(outputs).mean(0)
+
+
 def shifts(x: torch.Tensor, *directions: tuple[int, int]) -> torch.Tensor:
     """Mean of circular shifts of ``x`` by (dy, dx), computed directly with torch.roll."""
     return sum(torch.roll(x, shifts=d, dims=(-2, -1)) for d in directions) / len(directions)
@@ -75,6 +89,18 @@ def test_equivariant_model_gives_the_plain_prediction() -> None:
     torch.testing.assert_close(predict_logits(model, x, tta="flips+rot90"), plain)
     probabilities = predict_logits(model, x, tta=True, tta_space="probabilities").softmax(1)
     torch.testing.assert_close(probabilities, plain.softmax(1))
+
+
+@pytest.mark.parametrize("rotations", [False, True])
+def test_predict_logits_tta_equals_the_written_out_reference(rotations: bool) -> None:
+    torch.manual_seed(0)
+    model = nn.Conv2d(2, 3, 3, padding=1).eval()  # an asymmetric kernel: not flip-equivariant
+    x = torch.randn(1, 2, 9, 9)
+    with torch.no_grad():
+        expected = dihedral_mean(model, x, rotations)
+        got = predict_logits(model, x, tta="flips+rot90" if rotations else True)
+        assert not torch.allclose(expected, model(x), atol=1e-3)  # TTA changes the result
+    torch.testing.assert_close(got, expected)
 
 
 def test_unknown_mode_is_refused() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import unetlab.engine.plots as plots_module
 from unetlab.engine.plots import (
     PANEL_MARGIN,
     normalize_rows,
@@ -23,6 +24,21 @@ HEADER = "epoch,lr,train_loss,val_loss,miou,pixel_acc\n"
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """The matplotlib axes each plot draws on, kept for inspection after the figure closes."""
+    axes = []
+    original = plots_module.plt.subplots
+
+    def subplots(*args, **kwargs):
+        fig, ax = original(*args, **kwargs)
+        axes.append(ax)
+        return fig, ax
+
+    monkeypatch.setattr(plots_module.plt, "subplots", subplots)
+    return axes
 
 
 def _is_png(path) -> tuple[int, int]:
@@ -52,6 +68,24 @@ def test_curves_with_validation_every_other_epoch(tmp_path):
         assert width > 100 and height > 100
 
 
+def test_curves_draw_the_csv_values(tmp_path, drawn):
+    csv = _write(
+        tmp_path / "metrics.csv",
+        HEADER + "1,0.001,0.9,,,\n2,0.0005,0.7,0.8,0.41,0.80\n3,0.00025,0.6,,,\n",
+    )
+    plot_curves(csv, tmp_path / "plots")
+    loss, miou, lr = drawn
+
+    def lines(ax):
+        return {line.get_label(): line.get_xydata().tolist() for line in ax.get_lines()}
+
+    assert lines(loss) == {"train_loss": [[1, 0.9], [2, 0.7], [3, 0.6]], "val_loss": [[2, 0.8]]}
+    assert lines(miou) == {"miou": [[2, 0.41]]}
+    assert lines(lr) == {"lr": [[1, 0.001], [2, 0.0005], [3, 0.00025]]}
+    assert lr.get_yscale() == "log" and loss.get_yscale() == "linear"
+    assert (loss.get_xlabel(), loss.get_ylabel()) == ("epoch", "loss")
+
+
 def test_curves_of_a_run_stopped_after_one_epoch_without_validation(tmp_path):
     csv = _write(tmp_path / "metrics.csv", HEADER + "1,0.01,1.25,,,\n")
     written = plot_curves(csv, tmp_path / "plots")
@@ -78,12 +112,25 @@ def test_row_normalisation_by_hand():
     np.testing.assert_allclose(normalize_rows(matrix), expected)
 
 
-@pytest.mark.parametrize("normalize", [True, False])
-def test_confusion_png(tmp_path, normalize):
+@pytest.mark.parametrize(
+    ("normalize", "cells"),
+    [(True, ["94.3", "5.7", "14.9", "85.1"]), (False, ["50", "3", "7", "40"])],
+)
+def test_confusion_png_shows_the_matrix(tmp_path, drawn, normalize, cells):
+    """Rows are the truth: 50 of 53 cells (94.3 %) and 40 of 47 membrane pixels (85.1 %)."""
     matrix = np.array([[50, 3], [7, 40]])
     path = plot_confusion(matrix, ["cell", "membrane"], tmp_path / "cm" / "c.png", normalize)
     width, height = _is_png(path)
     assert width >= 300 and height >= 300
+    (ax,) = drawn
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+             for t in ax.texts}  # (row, column) -> annotation
+    assert [texts[(i, j)] for i in (0, 1) for j in (0, 1)] == cells
+    shown = ax.get_images()[0].get_array()
+    expected = normalize_rows(matrix) if normalize else matrix
+    np.testing.assert_allclose(np.asarray(shown), expected)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cell", "membrane"]
+    assert ax.get_ylabel() == "true class" and ax.get_xlabel() == "predicted class"
 
 
 def test_panel_layout_and_colours(tmp_path):

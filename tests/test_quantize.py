@@ -243,3 +243,47 @@ def test_evaluate_scores_an_export_like_its_checkpoint(exported, tmp_path):
     assert abs(bf16.scores["miou"] - torch_report.scores["miou"]) < 0.02
     with pytest.raises(UnetlabError, match="precision bf16 applies to checkpoints"):
         evaluate(path, root, out_dir=tmp_path / "x", precision="bf16")
+
+
+def _activation_scales(path) -> dict[str, float]:
+    """Tensor name -> scale of every QuantizeLinear in an int8 graph."""
+    graph = onnx.load(str(path)).graph
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    return {
+        node.input[0]: float(values[node.input[1]])
+        for node in graph.node
+        if node.op_type == "QuantizeLinear" and node.input[1] in values
+    }
+
+
+def test_export_calibration_methods_reach_the_calibrator(exported, tmp_path, capsys, monkeypatch):
+    """``--calibration-method`` reaches ONNX Runtime's calibrator as that method, and is
+    recorded in the metadata; minmax gives the raw input the range 0..max pixel of the
+    calibration images (uint8, asymmetric: scale max / 255). (On so few calibration pixels the
+    other methods may pick the same ranges, so their scales cannot tell them apart.)"""
+    from onnxruntime import quantization
+
+    model, _, _ = exported
+    run = save_run(model, tmp_path / "run")
+    root = disk_dataset(tmp_path / "data", count=4, side=64, width=64)  # train: s0, s2
+    used = []
+    original = quantization.quantize_static
+
+    def recording(*args, **kwargs):
+        used.append(kwargs["calibrate_method"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(quantization, "quantize_static", recording)
+    for method in ("minmax", "entropy", "percentile"):
+        out = tmp_path / method / "m.onnx"
+        argv = ["export", str(run), "--out", str(out), "--int8", str(root),
+                "--calibration-images", "2", "--calibration-method", method]
+        assert main(argv) == 0, capsys.readouterr()
+        assert read_metadata(out.with_suffix(".int8.onnx"))["quantization"]["method"] == method
+    methods = quantization.CalibrationMethod
+    assert used == [methods.MinMax, methods.Entropy, methods.Percentile]
+    brightest = max(
+        float(np.asarray(Image.open(root / "images" / f"s{i}.png")).max()) for i in (0, 2)
+    )
+    minmax = _activation_scales(tmp_path / "minmax" / "m.int8.onnx")
+    assert minmax["image"] == pytest.approx(brightest / 255, rel=1e-6)

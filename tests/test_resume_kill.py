@@ -1,4 +1,7 @@
-"""A run killed with SIGKILL in the middle of an epoch resumes without losing anything saved."""
+"""A run killed with SIGKILL in the middle of an epoch resumes without losing anything saved.
+
+The child holds after global step 25 (epoch 2, step 5) until a file appears that never does:
+it is killed there, never racing to the end of the run first."""
 
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ from unetlab.engine.checkpoint import load_checkpoint
 def test_sigkill_mid_epoch_then_resume_finishes_the_run(tmp_path):
     config = long_epoch_config(tmp_path, epochs=2, repeat=5)
     run = tmp_path / "runs" / "tiny"
-    process = start_training([str(config)], tmp_path)
-    read_until(process, "epoch 2/2 step 5/20")  # epoch 1 is checkpointed, epoch 2 is running
+    process = start_training([str(config)], tmp_path, hold=f"25:{tmp_path / 'never'}")
+    read_until(process, "epoch 2/2 step 5/20")  # epoch 1 is checkpointed, epoch 2 is held
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
@@ -31,7 +34,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_run(tmp_path):
 
     resumed = subprocess.run(
         [sys.executable, "-m", "unetlab.cli.main", "train", "--resume", str(run)],
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900,  # a hang guard
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming at epoch 2/2" in resumed.stdout

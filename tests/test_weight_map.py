@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -144,12 +143,11 @@ def test_bad_masks_are_refused():
         unet_weight_map(np.zeros((4, 4), dtype=np.uint8), sigma=0)
 
 
-def test_isbi_mask_matches_brute_force_on_a_crop_and_is_fast():
+def test_isbi_mask_matches_brute_force_on_a_crop():
+    """(Its speed, under 5 s per 512x512 mask, is measured by benchmarks/weight_map.py.)"""
     mask = np.array(Image.open(shared_dataset("isbi2012") / "masks" / "00.png"))
-    start = time.perf_counter()
     weights = unet_weight_map(mask, object_classes=(0,))
-    elapsed = time.perf_counter() - start
-    assert weights.shape == mask.shape and elapsed < 5.0, elapsed
+    assert weights.shape == mask.shape
     # cells (class 0) are the objects; on a crop, the crop's connected cells
     crop = mask[200:248, 300:348]
     cells, count = ndimage.label(crop == 0)

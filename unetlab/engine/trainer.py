@@ -18,6 +18,7 @@ functions of (seed, epoch, sample), so nothing else needs replaying.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,6 +416,7 @@ class Trainer:
         state.loss_sum += loss_value
         state.loss_count += 1
         self.progress.step(loss_value, lr)
+        _hold_for_tests(state.global_step)
         return bool(interrupted), self._time_up(elapsed)
 
     # ------------------------------------------------------------------ helpers of the loop
@@ -674,6 +676,15 @@ class Trainer:
             f"metrics: {self.run_dir / 'metrics.csv'}; curves: {self.run_dir / 'plots'}; "
             f"predictions: {self.run_dir / 'predictions'}"
         )
+
+
+def _hold_for_tests(global_step: int) -> None:
+    """Test hook: with ``UNETLAB_TEST_HOLD=STEP:FILE`` the run waits after global step STEP
+    until FILE exists, so a test can signal or kill it at a known point instead of racing it."""
+    hold = os.environ.get("UNETLAB_TEST_HOLD")
+    if hold and hold.partition(":")[0] == str(global_step):
+        while not os.path.exists(hold.partition(":")[2]):
+            time.sleep(0.01)
 
 
 def _centre_crop(

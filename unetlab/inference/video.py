@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,18 @@ class VideoResult:
     size: tuple[int, int]  # width, height
 
 
+def _quiet_ffmpeg() -> None:
+    """Keep FFmpeg's own log lines (``[mov,mp4 @ 0x...] moov atom not found``) off the user's
+    terminal: a file it cannot read gets our one-paragraph error instead. OpenCV reads the
+    level when its FFmpeg backend starts, so this runs before any capture or writer opens;
+    a level the user set stays."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
 def _open(path: Path):
     import cv2
 
+    _quiet_ffmpeg()
     capture = cv2.VideoCapture(str(path))
     if not path.is_file() or not capture.isOpened():
         capture.release()
