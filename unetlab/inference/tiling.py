@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from unetlab.inference.decide import labels_from_logits
 from unetlab.inference.grid import Geometry, blend_weights, mirror_indices, tile_starts
+from unetlab.inference.labels import labels_from_logits
 
 BatchNetwork = Callable[[np.ndarray], np.ndarray]  # B x C x h x w float32 -> B x K x h' x w'
 Prepare = Callable[[np.ndarray], np.ndarray]  # raw h x w x C tile -> C x h x w float32
@@ -155,7 +155,7 @@ def predict_tiled(
     trim: int = 0,
     batch_size: int = 1,
     output: str = "logits",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     dtype: np.dtype | type = np.float32,
     progress: bool = False,
 ) -> np.ndarray:
@@ -163,7 +163,7 @@ def predict_tiled(
 
     Returns ``K x H x W`` blended logits (in ``dtype``; float16 halves the result's memory) or,
     with ``output="labels"``, ``H x W`` class labels (the rule of
-    :func:`~unetlab.inference.decide.labels_from_logits`) without ever holding the full logits.
+    :func:`~unetlab.inference.labels.labels_from_logits`) without ever holding the full logits.
     ``trim``: pixels of each tile side facing a neighbour that get no weight; use it (with
     ``overlap`` larger than twice it) for same-padding networks whose tile borders differ from a
     whole-image pass.
@@ -211,7 +211,9 @@ class Band:
     weight sum and written to the result, and the buffer slides down.
     """
 
-    def __init__(self, grid: TileGrid, batches, output: str, threshold: float, dtype) -> None:
+    def __init__(
+        self, grid: TileGrid, batches, output: str, threshold: float | None, dtype
+    ) -> None:
         self.grid = grid
         tile_h = grid.tile[0]
         self.height = max(batch[-1][0] + tile_h - batch[0][0] for batch in batches)
