@@ -33,7 +33,8 @@ def _default_side(model: nn.Module) -> int:
     """512, or for a valid-padding U-Net the smallest legal side from 512 up."""
     side = DEFAULT_SIDE
     if getattr(model, "padding", "same") == "valid":
-        while not is_valid_input_size(side, model.depth):
+        depth = int(getattr(model, "depth", 4))
+        while not is_valid_input_size(side, depth):
             side += 1
     return side
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -142,6 +142,31 @@ def bench(
         )
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How the forward pass runs (``predict``'s flags of the same names)."""
+
+    channels_last: bool | None
+    compile: bool
+    threads: int | None
+
+    def open(
+        self, path: str | Path, device: str, precision: str, backend: str, options: dict
+    ) -> Any:
+        from unetlab.inference.open import open_model
+
+        return open_model(
+            path,
+            device,
+            precision,
+            backend=backend,
+            channels_last=self.channels_last,
+            compile=self.compile,
+            threads=self.threads,
+            **options,
+        )
+
+
 def open_target(
     target: str,
     backend: str,
@@ -158,13 +183,12 @@ def open_target(
     stack: ExitStack,
 ) -> tuple[Any, str]:
     """The predictor ``predict`` would run for ``target`` (and how to name it)."""
-    from unetlab.inference.open import open_model
     from unetlab.models import list_models
 
     predict_options: dict[str, Any] = {"batch_size": batch, "progress": False}
     if tile is not None:
         predict_options["tile"] = tile
-    run_options = {"channels_last": channels_last, "compile": compile, "threads": threads}
+    run_options = RunOptions(channels_last, compile, threads)
     if target in list_models():
         return _open_model_name(
             target, backend, device, precision, num_classes, in_channels, options,
@@ -181,12 +205,11 @@ def open_target(
 
         folder = stack.enter_context(tempfile.TemporaryDirectory())
         exported = export_onnx(target, Path(folder) / "model.onnx").path
-        predictor = open_model(exported, device, precision, **run_options, **predict_options)
+        predictor = run_options.open(exported, device, precision, "auto", predict_options)
         return predictor, f"{target} (as ONNX)"
-    predictor = open_model(
-        target, device, precision, backend=backend, **run_options, **predict_options
-    )
-    return predictor, f"{target} ({predictor.card.architecture})"
+    predictor = run_options.open(target, device, precision, backend, predict_options)
+    architecture = predictor.card.architecture if predictor.card else "?"
+    return predictor, f"{target} ({architecture})"
 
 
 def _open_model_name(
@@ -205,13 +228,15 @@ def _open_model_name(
     normalization = Normalization.default_for(in_channels)
     if backend == "onnx":
         from unetlab.export.onnx import export_model
-        from unetlab.inference.open import open_model
-
         folder = stack.enter_context(tempfile.TemporaryDirectory())
         report = export_model(
-            model, Path(folder) / "model.onnx", spec=model.spec, normalization=normalization
+            model,
+            Path(folder) / "model.onnx",
+            spec=cast(dict[str, Any], model.spec),
+            normalization=normalization,
         )
-        return open_model(report.path, device, precision, **run_options, **predict_options), label
+        exported = run_options.open(report.path, device, precision, "auto", predict_options)
+        return exported, label
     if backend not in ("auto", "torch"):
         raise UnetlabError(f"unknown backend '{backend}'", hint="use auto, torch or onnx")
     predictor = Predictor(
@@ -219,8 +244,8 @@ def _open_model_name(
         normalization,
         default_class_names(num_classes),
         device=device,
-        channels_last=run_options["channels_last"],
-        compile=run_options["compile"],
+        channels_last=run_options.channels_last,
+        compile=run_options.compile,
         precision=precision,
         options=PredictOptions(**predict_options),
     )

@@ -21,7 +21,6 @@ import numpy as np
 from unetlab import IGNORE_INDEX
 from unetlab.artifacts.card import ModelCard
 from unetlab.engine.measure import Measurement, collect_confusion
-from unetlab.engine.plots import denormalize
 from unetlab.engine.regions import BOUNDARY_CLASS_NAMES, RegionScores, resolve_boundary_class
 from unetlab.engine.report import EvaluationReport, evaluation_notes
 from unetlab.errors import UnetlabError
@@ -36,7 +35,6 @@ __all__ = [
     "SampleRecorder",
     "collect_confusion",
     "default_out_dir",
-    "denormalize",
     "evaluate",
     "resolve_boundary_class",
 ]

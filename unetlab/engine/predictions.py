@@ -52,7 +52,8 @@ def save_predictions(
                     out_dir / f"{name}.png", spec.class_names,
                 )
             )
-            written.append(write_mask(out_dir / f"{name}_mask.png", labels, spec.class_colors))
+            colors = [(int(c[0]), int(c[1]), int(c[2])) for c in spec.class_colors]
+            written.append(write_mask(out_dir / f"{name}_mask.png", labels, colors))
     finally:
         model.train(was_training)
     return written

@@ -44,6 +44,9 @@ INPUT_NAME, OUTPUT_NAME = "image", "logits"
 class NormalizedModel(nn.Module):
     """``model((x / input_scale - mean) / std)`` as one graph: raw pixels in, logits out."""
 
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(self, model: nn.Module, norm: Normalization, input_scale: float = 255.0):
         super().__init__()
         self.model = model
@@ -207,7 +210,10 @@ def verify_onnx(
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     first = geometry.input_size(geometry.output_size(geometry.multiple))
     second = geometry.input_size(geometry.output_size(first - geometry.margin + 1))
-    shapes = [(1, in_channels, first, second), (2, in_channels, second, first)]
+    shapes: list[tuple[int, ...]] = [
+        (1, in_channels, first, second),
+        (2, in_channels, second, first),
+    ]
     worst = 0.0
     for shape in shapes:
         x = torch.rand(*shape) * input_scale

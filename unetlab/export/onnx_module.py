@@ -30,6 +30,9 @@ class OnnxModule(nn.Module):
     torch model's.
     """
 
+    raw_scale: torch.Tensor
+    raw_shift: torch.Tensor
+
     def __init__(self, path: str | Path, threads: int | None = None):
         super().__init__()
         self.path = Path(path)

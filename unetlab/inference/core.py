@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unetlab.artifacts.card import ModelCard
 from unetlab.errors import UnetlabError
 from unetlab.inference.grid import Geometry, needs_tiles
 from unetlab.inference.labels import labels_from_logits, probabilities_from_logits
@@ -78,7 +79,10 @@ class PredictOptions:
 
 
 class ArrayPredictor:
-    """Predicts numpy images with any backend; see the module docstring."""
+    """Predicts numpy images with any backend; see the module docstring. ``card``: the model
+    card when opened from a file (:func:`unetlab.inference.open_model`)."""
+
+    card: ModelCard | None = None
 
     def __init__(
         self,

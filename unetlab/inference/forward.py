@@ -90,7 +90,8 @@ def predict_logits(
         from unetlab.inference.tta import with_tta
 
         network = with_tta(model, tta, space=tta_space)
-    if not needs_tiles(geometry, *images.shape[-2:], tile):
+    height, width = images.shape[-2:]
+    if not needs_tiles(geometry, height, width, tile):
         return forward_padded(network, images, geometry)
     assert tile is not None
     from unetlab.inference.tiling import predict_tiled_tensor

@@ -70,7 +70,7 @@ class TorchNetwork:
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device)
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.compiled = bool(compile)
         self.runner: Any = torch.compile(self.model) if compile else self.model
 

@@ -70,7 +70,7 @@ class OnnxPredictor(ArrayPredictor):
             "backend": "onnx",
             "device": "cpu",
             "providers": list(self.session.get_providers()),
-            "precision": "int8" if self.card.quantization else "fp32",
+            "precision": "int8" if self.metadata.get("quantization") else "fp32",
             "threads": self.threads or "default",
         }
 

@@ -94,7 +94,7 @@ class Predictor(ArrayPredictor):
 
         return open_checkpoint(
             path,
-            device,
+            str(device),
             precision=precision,
             channels_last=channels_last,
             compile=compile,

@@ -122,7 +122,9 @@ def make_grid(
         sides.append(side)
         extents.append(extent)
         starts.append(tuple(tile_starts(extent, side, step)))
-    return TileGrid(height, width, tuple(sides), tuple(extents), starts[0], starts[1])
+    return TileGrid(
+        height, width, (sides[0], sides[1]), (extents[0], extents[1]), starts[0], starts[1]
+    )
 
 
 def tile_weights(grid: TileGrid, y: int, x: int, base: np.ndarray, trim: int) -> np.ndarray:
@@ -250,6 +252,7 @@ class Band:
 
     def finish(self) -> np.ndarray:
         self._emit(self.grid.height - self.top)
+        assert self.result is not None, "no tile was added"
         return self.result
 
     def _allocate(self, channels: int) -> np.ndarray:
@@ -261,6 +264,7 @@ class Band:
     def _emit(self, count: int) -> None:
         """Normalise the first ``count`` buffer rows and write them to the result, a few rows
         at a time so the temporaries stay small for very wide images."""
+        assert self.sums is not None and self.result is not None
         width = self.grid.width
         for start in range(0, max(count, 0), EMIT_ROWS):
             stop = min(start + EMIT_ROWS, count)
