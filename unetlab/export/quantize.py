@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from unetlab.artifacts.card import ModelCard
 from unetlab.artifacts.geometry import Geometry
 from unetlab.artifacts.onnx_file import METADATA_KEY, full_scale
 from unetlab.errors import UnetlabError
@@ -210,8 +209,8 @@ def prepare_calibration_input(
     Same scaling as :class:`OnnxPredictor` (``pixel * input_scale / full_scale(dtype)``); the
     window is centred, at most ``max_side`` per side, mirror-padded if the image is smaller.
     """
-    card = ModelCard.from_onnx_metadata(metadata, "calibration")
-    in_channels, geometry = card.in_channels, card.geometry
+    in_channels = int(metadata["model"]["in_channels"])
+    geometry = Geometry.from_dict(metadata["geometry"])
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[:, :, None]
@@ -229,7 +228,7 @@ def prepare_calibration_input(
         )
     rows, cols = (_window(length, geometry, max_side) for length in array.shape[:2])
     window = array[np.ix_(rows, cols)]
-    scale = card.input_scale / full_scale(array.dtype)
+    scale = float(metadata.get("input_scale", 255.0)) / full_scale(array.dtype)
     x = window.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(scale)
     return np.ascontiguousarray(x)
 

@@ -58,6 +58,7 @@ class Predictor(ArrayPredictor):
             model, device, channels_last=channels_last, precision=precision, compile=compile
         )
         self.device = self.torch_network.device
+        self.memory_format = self.torch_network.memory_format
         self.model = self.torch_network.model
         self.normalization = normalization
         self.card = card
