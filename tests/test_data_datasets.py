@@ -113,7 +113,7 @@ def test_sample_dict_follows_the_contract(shapes):
 
 
 def test_weight_map_computed_once_per_id_and_warped_with_the_mask(shapes, monkeypatch):
-    from unetlab.losses import weight_map
+    from unetlab.data import weight_map
 
     calls = []
 
@@ -142,7 +142,7 @@ def test_weight_map_computed_once_per_id_and_warped_with_the_mask(shapes, monkey
 
 
 def test_precomputed_weight_maps_are_inherited_by_workers(shapes, monkeypatch):
-    from unetlab.losses import weight_map
+    from unetlab.data import weight_map
 
     monkeypatch.setattr(weight_map, "unet_weight_map", lambda mask, **o: mask * np.float32(2))
     dataset = open_dataset(shapes, "val", weight_map=True)

@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error as skimage_adapted_rand_error
 from torch import nn
 
-import unetlab.engine.checkpoint as checkpoint_module
+import unetlab.artifacts.checkpoint as checkpoint_module
 from unetlab.cli.main import main
 from unetlab.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from unetlab.engine.evaluate import collect_confusion, evaluate, resolve_boundary_class
@@ -376,15 +376,16 @@ def test_masks_with_classes_beyond_the_checkpoint_are_refused(tmp_path):
         evaluate(checkpoint, root, out_dir=tmp_path / "out")
 
 
-def test_a_batch_of_differently_sized_images_is_a_clear_error(tmp_path):
+def test_images_of_different_sizes_share_a_batch_as_in_predict(tmp_path):
+    """Like predict, the batch size groups same-sized images; other sizes run on their own."""
     checkpoint = tiny_unet_checkpoint(tmp_path / "model.pt")
-    root = random_dataset(tmp_path / "data", n=2)
+    root = random_dataset(tmp_path / "data", n=3)
     Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(root / "images" / "s1.png")
     Image.fromarray(np.zeros((12, 16), np.uint8)).save(root / "masks" / "s1.png")
-    with pytest.raises(UnetlabError, match="batch-size 1"):
-        evaluate(checkpoint, root, out_dir=tmp_path / "out", batch_size=2)
-    report = evaluate(checkpoint, root, out_dir=tmp_path / "out", batch_size=1)
-    assert report.confusion.sum() == 16 * 16 + 12 * 16
+    batched = evaluate(checkpoint, root, out_dir=tmp_path / "a", batch_size=2, num_panels=0)
+    single = evaluate(checkpoint, root, out_dir=tmp_path / "b", batch_size=1, num_panels=0)
+    assert single.confusion.sum() == 2 * 16 * 16 + 12 * 16
+    np.testing.assert_array_equal(batched.confusion, single.confusion)
 
 
 def test_notes_name_other_dataset_classes_and_absent_classes(tmp_path):
@@ -502,6 +503,8 @@ def test_cli_help_lists_the_options(capsys):
         "--batch-size",
         "--threshold",
         "--tta",
+        "--tile",
+        "--precision",
     ):
         assert option in text
 

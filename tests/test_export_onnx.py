@@ -27,12 +27,7 @@ COLORS = [[0, 0, 0], [250, 0, 0], [0, 250, 0]]
 NORM = Normalization((0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +157,22 @@ def test_16_bit_image_scaled_like_training(exported) -> None:
     np.testing.assert_allclose(actual.probabilities, expected.probabilities, atol=1e-5)
 
 
-def test_stored_threshold_is_the_default(exported) -> None:
-    _, onnx_path = exported
+def test_stored_threshold_is_the_default_of_a_binary_export(tmp_path: Path) -> None:
+    from conftest import save_model_checkpoint
+
+    model = build_model("unet", 1, base=4, depth=2)
+    checkpoint = save_model_checkpoint(model, tmp_path / "best.pt", ["bg", "fg"])
+    onnx_path = export_onnx(checkpoint, tmp_path / "model.onnx", threshold=0.7).path
     assert OnnxPredictor(onnx_path).options.threshold == 0.7
     assert OnnxPredictor(onnx_path, threshold=0.4).options.threshold == 0.4
+
+
+def test_a_multiclass_export_decides_by_argmax(exported) -> None:
+    """The stored threshold (0.7) does not apply to 3 classes, and asking for one is refused."""
+    _, onnx_path = exported
+    assert OnnxPredictor(onnx_path).options.threshold is None
+    with pytest.raises(UnetlabError, match="applies to binary models"):
+        OnnxPredictor(onnx_path, threshold=0.4)
 
 
 def test_failed_parity_check_is_an_error(tmp_path: Path) -> None:

@@ -5,40 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import PoolNet, ValidNet
 from torch import nn
 
 from unetlab.inference.forward import forward_padded, mirror_pad, model_geometry, predict_logits
 from unetlab.inference.grid import Geometry, mirror_indices
-
-
-class PoolNet(nn.Module):
-    """Same-padding stand-in that needs even sides (one 2x2 pooling level)."""
-
-    size_multiple = 2
-
-    def __init__(self, in_channels: int = 3, classes: int = 3):
-        super().__init__()
-        self.down = nn.Conv2d(in_channels, 4, 3, padding=1)
-        self.up = nn.ConvTranspose2d(4, 4, 2, stride=2)
-        self.head = nn.Conv2d(4 + in_channels, classes, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        deep = self.up(torch.relu(nn.functional.max_pool2d(self.down(x), 2)))
-        return self.head(torch.cat([deep, x], dim=1))
-
-
-class ValidNet(nn.Module):
-    """Valid-padding stand-in: two unpadded 3x3 convs shrink each side by 4."""
-
-    padding = "valid"
-
-    def __init__(self, in_channels: int = 3, classes: int = 2):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.ReLU(), nn.Conv2d(4, classes, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
 
 VALID_GEOMETRY = Geometry(multiple=1, margin=4, min_output=1)
 

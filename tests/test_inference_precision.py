@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import RGB_NORM as NORM
+from conftest import disk_image, trained_tiny_model
 from PIL import Image
-from test_quantize import NORM, disk_image, trained_tiny_model
 
 from unetlab.cli.main import main
 from unetlab.errors import UnetlabError
@@ -74,7 +75,7 @@ def test_precision_on_an_onnx_file_is_refused(tmp_path, capsys) -> None:
 def test_bench_reports_the_precision_it_ran(capsys) -> None:
     args = ["bench", "unet", "--input", "3x32x32", "-o", "base=4", "-o", "depth=2"]
     assert main([*args, "--runs", "2", "--warmup", "0", "--precision", "bf16"]) == 0
-    assert "precision=bfloat16" in capsys.readouterr().out
+    assert "precision=bf16" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("native", [True, False])

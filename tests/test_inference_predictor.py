@@ -24,13 +24,7 @@ COLORS = [[10, 20, 30], [200, 40, 40], [40, 200, 40]]
 NORM = Normalization((0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions run fastest on one thread; restore the setting for other tests."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_checkpoint(folder: Path, classes: int = 3, padding: str = "same", in_channels: int = 3):

@@ -5,41 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import PoolNet, ValidNet
 from torch import nn
 
 from unetlab.inference.forward import forward_padded, predict_logits
 from unetlab.inference.grid import Geometry, blend_weights
 from unetlab.inference.tiling import Band, TileReader, make_grid, predict_tiled
-
-
-class PoolNet(nn.Module):
-    """Same-padding stand-in with one 2x2 pooling level (receptive radius 4 px)."""
-
-    size_multiple = 2
-
-    def __init__(self, in_channels: int = 3, classes: int = 3, padding_mode: str = "zeros"):
-        super().__init__()
-        self.down = nn.Conv2d(in_channels, 4, 3, padding=1, padding_mode=padding_mode)
-        self.up = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(4, 4, 1))
-        self.head = nn.Conv2d(4 + in_channels, classes, 3, padding=1, padding_mode=padding_mode)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        deep = self.up(torch.relu(nn.functional.max_pool2d(self.down(x), 2)))
-        return self.head(torch.cat([deep, x], dim=1))
-
-
-class ValidNet(nn.Module):
-    """Valid-padding stand-in: two unpadded 3x3 convs shrink each side by 4."""
-
-    padding = "valid"
-
-    def __init__(self, in_channels: int = 3, classes: int = 2):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.ReLU(), nn.Conv2d(4, classes, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
 
 VALID = Geometry(multiple=1, margin=4, min_output=1)
 SAME2 = Geometry(multiple=2, min_output=2)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from unetlab.cli.main import main
@@ -22,12 +21,7 @@ NAMES = ["background", "road", "car"]
 COLORS = [[0, 0, 0], [128, 64, 128], [64, 0, 128]]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -164,7 +158,8 @@ def test_bad_inputs_give_one_clear_error(run_dir, tmp_path, capsys) -> None:
     assert "needs an exported .onnx file" in capsys.readouterr().err
 
 
-def test_threshold_on_a_multiclass_model_is_reported(run_dir, tmp_path, capsys) -> None:
+def test_threshold_on_a_multiclass_model_is_refused(run_dir, tmp_path, capsys) -> None:
+    """As evaluate refuses it: a multi-class model's labels are the argmax."""
     save_image(tmp_path / "x.png", (8, 8, 3))
     assert (
         main(
@@ -179,9 +174,9 @@ def test_threshold_on_a_multiclass_model_is_reported(run_dir, tmp_path, capsys) 
                 "--quiet",
             ]
         )
-        == 0
+        == 2
     )
-    assert "--threshold ignored" in capsys.readouterr().err
+    assert "a threshold applies to binary models" in capsys.readouterr().err
 
 
 def test_export_then_predict_with_onnx_gives_the_same_masks(run_dir, tmp_path, capsys) -> None:
@@ -236,7 +231,7 @@ def test_bench_prints_latency_and_fps(backend, capsys) -> None:
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "input     batch 1 x 3 x 32 x 32" in printed  # rounded up to a multiple of 4
+    assert "input     batch 1 x 3 x 30 x 30" in printed  # predicted as predict would (padded)
     assert "median" in printed and "FPS" in printed and "1 thread" in printed
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import shared_dataset
+from conftest import disk_image, shared_dataset, trained_tiny_model
 from PIL import Image
 
 from unetlab.cli.main import main
@@ -20,36 +20,9 @@ from unetlab.errors import UnetlabError
 from unetlab.export.onnx import export_model
 from unetlab.export.onnx_runtime import OnnxPredictor, read_metadata
 from unetlab.export.quantize import calibration_images, prepare_calibration_input, quantize_onnx
-from unetlab.models import build_model
 
 SPEC = {"name": "unet", "num_classes": 2, "in_channels": 3, "options": {"base": 4, "depth": 2}}
 NORM = Normalization.default_for(3)
-
-
-def disk_image(seed: int, side: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """A noisy bright disk on a dark background (uint8 RGB) and its 0/1 mask."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:side, :side]
-    cy, cx = rng.uniform(side * 0.3, side * 0.7, 2)
-    radius = rng.uniform(side * 0.15, side * 0.3)
-    mask = ((yy - cy) ** 2 + (xx - cx) ** 2 < radius**2).astype(np.uint8)
-    image = 40 + 160 * mask[:, :, None] + rng.normal(0, 12, (side, side, 3))
-    return np.clip(image, 0, 255).astype(np.uint8), mask
-
-
-def trained_tiny_model() -> torch.nn.Module:
-    """A base-4 U-Net fitted for a few steps to find the disks, so its decisions mean something."""
-    model = build_model(SPEC["name"], 2, in_channels=3, **SPEC["options"])
-    pairs = [disk_image(seed) for seed in range(4)]
-    x = torch.stack([image_to_tensor(image, NORM) for image, _ in pairs])
-    y = torch.stack([torch.from_numpy(mask.astype(np.int64)) for _, mask in pairs])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(30):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

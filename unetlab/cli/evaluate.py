@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from unetlab.cli.options import precision_option
+from unetlab.cli.options import (
+    batch_size_option,
+    device_option,
+    precision_option,
+    threshold_option,
+    tiling_options,
+    tta_mode,
+    tta_options,
+)
 
 
 @click.command()
@@ -26,21 +34,11 @@ from unetlab.cli.options import precision_option
     default=None,
     help="Output folder [default: RUN/evaluation/SPLIT].",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--batch-size",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Images per forward pass (images of one batch must share a size).",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0.0, 1.0),
-    default=None,
-    help="Foreground probability threshold of a one-channel binary model [0.5].",
-)
-@click.option("--tta", is_flag=True, help="Average predictions over flipped copies (4x slower).")
+@device_option()
+@batch_size_option("Images")
+@threshold_option()
+@tta_options()
+@tiling_options()
 @precision_option("Checkpoints")
 @click.option(
     "--panels",
@@ -65,12 +63,17 @@ def evaluate(
     batch_size: int,
     threshold: float | None,
     tta: bool,
+    tta_rot90: bool,
+    tile: int,
+    overlap: float,
+    tile_weights: str,
     precision: str,
     num_panels: int,
     boundary_class: str | None,
 ) -> None:
     """Per-class IoU/recall/precision/Dice, mIoU, pixel accuracy and mPA of a trained model
-    (a run folder, a .pt checkpoint, or an exported .onnx file, fp32 or int8).
+    (a run folder, a .pt checkpoint, or an exported .onnx file, fp32 or int8), scored on the
+    labels 'unetlab predict' writes for the same images and options.
 
     Binary tasks also get pixel error and adapted Rand error. Writes report.json, a
     confusion-matrix PNG and image | truth | prediction panels.
@@ -86,7 +89,10 @@ def evaluate(
         batch_size=batch_size,
         num_panels=num_panels,
         threshold=threshold,
-        tta=tta,
+        tta=tta_mode(tta, tta_rot90),
+        tile=tile,
+        overlap=overlap,
+        blend=tile_weights,
         precision=precision,
         boundary_class=boundary_class,
     )

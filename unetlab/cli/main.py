@@ -1,6 +1,7 @@
 """The ``unetlab`` command: a thin layer over the Python API.
 
-Subcommands live one area per module (``unetlab/cli/<area>.py``) and are imported lazily, so
+Subcommands live one command (or command group) per module
+(``unetlab/cli/<command>.py``) and are imported lazily, so
 ``unetlab --help`` is fast and a broken optional dependency only affects its own command.
 Errors a user caused (:class:`~unetlab.errors.UnetlabError`) print as one paragraph with a
 non-zero exit code; ``--debug`` shows the full traceback instead.
@@ -24,8 +25,8 @@ COMMANDS: dict[str, str] = {
     "train": "unetlab.cli.train:train",
     "evaluate": "unetlab.cli.evaluate:evaluate",
     "predict": "unetlab.cli.predict:predict",
-    "export": "unetlab.cli.predict:export",
-    "bench": "unetlab.cli.predict:bench",
+    "export": "unetlab.cli.export:export",
+    "bench": "unetlab.cli.bench:bench",
     "summary": "unetlab.cli.summary:summary",
     "data": "unetlab.cli.data:data",
     "serve": "unetlab.cli.serve:serve",

@@ -1,15 +1,25 @@
-"""Options shared by several commands, declared once."""
+"""Options and value parsers shared by several commands, declared once.
+
+Nothing here imports torch: ``predict`` of an ``.onnx`` file runs without it.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # the choices of unetlab.inference.precision.PRECISIONS, repeated because that module imports
 # torch and `predict --backend onnx` must run without it (a test keeps the two equal)
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+BACKENDS = ("auto", "torch", "onnx")  # unetlab.inference.open.BACKENDS (a test keeps them equal)
 
 
-def precision_option(scope: str):
+def precision_option(scope: str) -> Callable[[F], F]:
     """``--precision`` for commands that run a checkpoint; ``scope`` says where it applies."""
     return click.option(
         "--precision",
@@ -19,3 +29,142 @@ def precision_option(scope: str):
         help=f"{scope}: bf16/fp16 autocast, or auto (bf16 where the CPU/GPU computes it "
         "natively: about 3x faster on CPUs with AMX); measure its cost with evaluate.",
     )
+
+
+def device_option() -> Callable[[F], F]:
+    return click.option(
+        "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+    )
+
+
+def backend_option() -> Callable[[F], F]:
+    return click.option(
+        "--backend",
+        default="auto",
+        show_default=True,
+        type=click.Choice(BACKENDS),
+        help="auto: onnx for an exported .onnx file (no torch needed), torch otherwise.",
+    )
+
+
+def threshold_option() -> Callable[[F], F]:
+    """``--threshold``: the same range and meaning for predict and evaluate."""
+    return click.option(
+        "--threshold",
+        default=None,
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        help="Foreground probability cut of binary models (one sigmoid or two softmax "
+        "channels) [0.5, or the value stored in an .onnx file]; refused for multi-class models.",
+    )
+
+
+def tta_options() -> Callable[[F], F]:
+    """``--tta`` and ``--tta-rot90``; read them with :func:`tta_mode`."""
+
+    def decorate(function: F) -> F:
+        function = click.option(
+            "--tta-rot90", is_flag=True, help="With --tta: add the 90-degree rotations (8x)."
+        )(function)
+        return click.option(
+            "--tta", is_flag=True, help="Average over flipped copies (4x slower)."
+        )(function)
+
+    return decorate
+
+
+def tta_mode(tta: bool, tta_rot90: bool) -> bool | str:
+    """The ``tta`` value of the Python API for the two flags."""
+    if tta_rot90:
+        return "flips+rot90"
+    return "flips" if tta else False
+
+
+def tiling_options() -> Callable[[F], F]:
+    """``--tile``, ``--overlap`` and ``--tile-weights``: how predict (and evaluate, which scores
+    what predict writes) cut large images."""
+
+    def decorate(function: F) -> F:
+        function = click.option(
+            "--tile-weights",
+            default="gaussian",
+            show_default=True,
+            type=click.Choice(["gaussian", "linear", "constant"]),
+            help="How overlapping tiles are blended.",
+        )(function)
+        function = click.option(
+            "--overlap",
+            default=0.25,
+            show_default=True,
+            type=click.FloatRange(0, 0.9),
+            help="Fraction of a tile shared with its neighbours.",
+        )(function)
+        return click.option(
+            "--tile",
+            default=512,
+            show_default=True,
+            type=click.IntRange(16),
+            help="Network input side; larger images are predicted in overlapping tiles.",
+        )(function)
+
+    return decorate
+
+
+def batch_size_option(what: str) -> Callable[[F], F]:
+    return click.option(
+        "--batch-size",
+        default=1,
+        show_default=True,
+        type=click.IntRange(1),
+        help=f"{what} per forward pass (raise it on a GPU; on a CPU it mostly costs memory).",
+    )
+
+
+def parse_shape(text: str | None, param: str = "--input") -> tuple[int, int, int] | None:
+    """``CxHxW`` (e.g. ``3x512x512``) -> ``(C, H, W)`` with positive numbers."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or any(int(v) == 0 for v in match.groups()):
+        raise click.BadParameter(
+            f"'{text}' is not a size; write CxHxW with positive numbers, e.g. 3x512x512",
+            param_hint=param,
+        )
+    channels, height, width = map(int, match.groups())
+    return channels, height, width
+
+
+def parse_options(items: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs; values read as YAML scalars (``32`` -> int, ``false`` -> bool)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(
+                f"'{item}' is not key=value, e.g. base=32", param_hint="--option"
+            )
+        options[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return options
+
+
+def model_option_flags() -> Callable[[F], F]:
+    """``--classes`` and ``-o/--option`` for commands that also take a model name."""
+
+    def decorate(function: F) -> F:
+        function = click.option(
+            "-o",
+            "--option",
+            "options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="For a model name: a model option (repeatable), e.g. -o base=32.",
+        )(function)
+        return click.option(
+            "--classes",
+            type=click.IntRange(min=1),
+            default=None,
+            help="For a model name: output channels [2].",
+        )(function)
+
+    return decorate

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
 import torch
-import yaml
 from torch import nn
 
+from unetlab.cli.options import model_option_flags, parse_options, parse_shape
 from unetlab.errors import UnetlabError
 from unetlab.models import SegmentationModel, build_model, is_valid_input_size, list_models
 from unetlab.models.summary import summarize
@@ -17,38 +16,13 @@ from unetlab.models.summary import summarize
 DEFAULT_SIDE = 512
 
 
-def parse_input(text: str | None) -> tuple[int, int, int] | None:
-    """``CxHxW`` (e.g. ``3x512x512``) -> ``(C, H, W)``."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match or any(int(v) == 0 for v in match.groups()):
-        raise click.BadParameter(
-            f"'{text}' is not a size; write CxHxW with positive numbers, e.g. 3x512x512",
-            param_hint="--input",
-        )
-    channels, height, width = map(int, match.groups())
-    return channels, height, width
-
-
-def parse_options(items: tuple[str, ...]) -> dict[str, object]:
-    """``key=value`` pairs; values read as YAML scalars (``32`` -> int, ``false`` -> bool)."""
-    options: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"'{item}' is not key=value", param_hint="--option")
-        options[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return options
-
-
 def _load(model: str, classes: int, channels: int, options: dict) -> nn.Module:
     if model in list_models():
         return build_model(model, classes, in_channels=channels, **options)
     if Path(model).exists():
-        from unetlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
+        from unetlab.artifacts.read import load_network
 
-        return model_from_checkpoint(load_checkpoint(model))
+        return load_network(model)[1]
     raise UnetlabError(
         f"'{model}' is neither a model name nor an existing checkpoint or run folder",
         hint=f"model names: {', '.join(list_models())}",
@@ -59,7 +33,8 @@ def _default_side(model: nn.Module) -> int:
     """512, or for a valid-padding U-Net the smallest legal side from 512 up."""
     side = DEFAULT_SIDE
     if getattr(model, "padding", "same") == "valid":
-        while not is_valid_input_size(side, model.depth):
+        depth = int(getattr(model, "depth", 4))
+        while not is_valid_input_size(side, depth):
             side += 1
     return side
 
@@ -67,8 +42,7 @@ def _default_side(model: nn.Module) -> int:
 @click.command("summary", epilog=f"Models: {', '.join(list_models())}.")
 @click.argument("model")
 @click.option("--input", "input_size", metavar="CxHxW", help="Input size (default: 3x512x512).")
-@click.option("--classes", type=click.IntRange(min=1), help="Number of classes (default 2).")
-@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Model option.")
+@model_option_flags()
 @click.option("--line", is_flag=True, help="Print only a one-line summary.")
 def summary(
     model: str, input_size: str | None, classes: int | None, options: tuple[str, ...], line: bool
@@ -78,7 +52,7 @@ def summary(
     MODEL is a model name (listed below), a checkpoint file or a run folder. Options go
     to the model builder, e.g. -o base=32 -o padding=valid for unet.
     """
-    size = parse_input(input_size)
+    size = parse_shape(input_size)
     is_name = model in list_models()
     if not is_name and (classes is not None or options):
         raise click.UsageError("--classes and --option apply to a model name; a checkpoint "

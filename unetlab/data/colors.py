@@ -38,7 +38,7 @@ def mask_palette(path: str | Path) -> list[Color] | None:
     except Exception:
         return None
     flat = flat + [0] * (768 - len(flat))
-    return [tuple(flat[i : i + 3]) for i in range(0, 768, 3)]  # type: ignore[misc]
+    return [tuple(flat[i : i + 3]) for i in range(0, 768, 3)]
 
 
 def full_palette(colors: list[Color] | None) -> list[int]:

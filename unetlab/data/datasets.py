@@ -40,7 +40,7 @@ from unetlab.data.problems import (
 
 @dataclass(frozen=True)
 class WeightMapOptions:
-    """Options of :func:`unetlab.losses.weight_map.unet_weight_map` (paper: w0=10, sigma=5)."""
+    """Options of :func:`unetlab.data.weight_map.unet_weight_map` (paper: w0=10, sigma=5)."""
 
     w0: float = 10.0
     sigma: float = 5.0
@@ -131,7 +131,7 @@ class SegmentationDataset(Dataset):
         """The weight map of the un-augmented mask, computed once per id (it is slow)."""
         sample_id = self.ids[index]
         if sample_id not in self._weights:
-            from unetlab.losses.weight_map import unet_weight_map
+            from unetlab.data.weight_map import unet_weight_map
 
             options = self.weight_map
             assert options is not None

@@ -255,11 +255,11 @@ def _looks_like_text(path: Path) -> str:
 def _is_16bit_colour(image: Image.Image) -> bool:
     """Pillow decodes 16-bit-per-channel colour PNG/TIFF to 8 bits; detect it from the header."""
     if image.format == "PNG":
-        with open(image.filename, "rb") as handle:
+        with open(getattr(image, "filename", ""), "rb") as handle:
             header = handle.read(26)
         return len(header) == 26 and header[24] == 16
     if image.format == "TIFF":
-        bits = image.tag_v2.get(258, (8,))
+        bits = getattr(image, "tag_v2", {}).get(258, (8,))
         return max(bits if isinstance(bits, tuple) else (bits,)) == 16
     return False
 

@@ -8,9 +8,12 @@ ONNX metadata), so predict and export never need them as flags.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported when used: model cards and the ONNX path run without it
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,6 +53,8 @@ def max_value(dtype: np.dtype) -> float:
 
 def image_to_tensor(image: np.ndarray, norm: Normalization) -> torch.Tensor:
     """HxW or HxWxC image (uint8, uint16 or float in [0, 1]) -> normalised float CxHxW tensor."""
+    import torch
+
     array = image if image.ndim == 3 else image[:, :, None]
     x = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float()
     x = x / max_value(image.dtype)

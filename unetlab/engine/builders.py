@@ -88,7 +88,9 @@ def build_network(cfg: RunConfig, pretrained: bool) -> nn.Module:
     options = dict(cfg.model.options)
     if pretrained and cfg.model.pretrained:
         options["pretrained"] = cfg.model.pretrained
-    outputs = 1 if cfg.binary else int(cfg.data.num_classes or 2)
+    from unetlab.artifacts.card import channels_for_classes
+
+    outputs = channels_for_classes(int(cfg.data.num_classes or 2), single_channel=cfg.binary)
     return build_model(cfg.model.name, outputs, in_channels=cfg.model.in_channels or 3, **options)
 
 

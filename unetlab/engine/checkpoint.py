@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically, loaded without executing code, self-describing.
+"""Checkpoints: written atomically, self-describing; read by :mod:`unetlab.artifacts.checkpoint`.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
 ``torch.load(weights_only=True)`` can read it and a file crafted to run code is refused.
@@ -19,18 +19,34 @@ Keys (``format`` 1):
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from unetlab.errors import UnetlabError
+# reading lives with the other model artifacts (below inference and export); re-exported here
+from unetlab.artifacts.checkpoint import (
+    CHECKPOINT_NAMES,
+    first_line,
+    load_checkpoint,
+    load_state_dict_checked,
+    model_from_checkpoint,
+    resolve_checkpoint,
+)
+
+__all__ = [
+    "CHECKPOINT_NAMES",
+    "FORMAT",
+    "first_line",
+    "load_checkpoint",
+    "load_state_dict_checked",
+    "model_from_checkpoint",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
 
 FORMAT = 1
-CHECKPOINT_NAMES = ("best.pt", "last.pt")
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
@@ -54,98 +70,3 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """Accept a checkpoint file or a run folder (``runs/NAME``: its best, else last, checkpoint)."""
-    path = Path(path)
-    if path.is_dir():
-        for folder in (path / "checkpoints", path):
-            for name in CHECKPOINT_NAMES:
-                if (folder / name).is_file():
-                    return folder / name
-        raise UnetlabError(
-            "no checkpoint in this folder (looked for checkpoints/best.pt and checkpoints/last.pt)",
-            path,
-            "pass a run folder made by 'unetlab train' or a .pt checkpoint file",
-        )
-    if not path.is_file():
-        raise UnetlabError("checkpoint not found", path, "check the path")
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``); a file or a run folder."""
-    path = resolve_checkpoint(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnetlabError(
-            "refused to load: the file holds Python objects other than weights, which could run "
-            f"code when loaded ({first_line(exc)})",
-            path,
-            "only load checkpoints you trust; unetlab's own checkpoints load safely",
-        ) from None
-    except Exception as exc:  # truncated, zero-byte, or not a torch file at all
-        raise UnetlabError(
-            f"not a readable checkpoint ({type(exc).__name__}: {first_line(exc)})",
-            path,
-            "the file may be truncated or not a unetlab checkpoint; use checkpoints/last.pt "
-            "or retrain",
-        ) from None
-    if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:
-        raise UnetlabError(
-            "this is a torch file but not a unetlab checkpoint (no 'model' and 'state_dict')",
-            path,
-            "to start from plain weights use --pretrained for an encoder instead",
-        )
-    payload["path"] = str(path)
-    return payload
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (some, like EOFError, have none)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else "no details"
-
-
-def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights (eval mode, on CPU)."""
-    from unetlab.models import build_model
-
-    spec = checkpoint["model"]
-    options = spec.get("options", {})
-    model = build_model(
-        spec["name"], spec["num_classes"], in_channels=spec["in_channels"], **options
-    )
-    load_state_dict_checked(model, checkpoint["state_dict"], checkpoint.get("path"))
-    return model.eval()
-
-
-def load_state_dict_checked(model: nn.Module, state_dict: dict, source: str | None) -> None:
-    """``load_state_dict`` with a readable error when the weights belong to another model."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    mismatched = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or mismatched:
-        details = "; ".join(
-            f"{label}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
-            for label, items in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape mismatch", mismatched),
-            )
-            if items
-        )
-        raise UnetlabError(
-            f"the weights do not fit this model ({details})",
-            source,
-            "the checkpoint was made for another model, class count or channel count; "
-            "rebuild the model with the options stored in the checkpoint",
-        )
-    model.load_state_dict(state_dict)

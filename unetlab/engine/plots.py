@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -225,3 +227,19 @@ def save_panel(
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
+
+
+def denormalize(image: Any, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Undo ``image_to_tensor``'s normalisation for display: C x H x W -> H x W x C in [0, 1]."""
+    import torch
+
+    channels = image.shape[0]
+    mean_t = torch.tensor(list(mean)[:channels], dtype=torch.float32).view(-1, 1, 1)
+    std_t = torch.tensor(list(std)[:channels], dtype=torch.float32).view(-1, 1, 1)
+    restored = image.detach().float().cpu() * std_t + mean_t
+    return restored.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def safe_name(sample_id: Any) -> str:
+    """A file name for a sample id (ids of nested folders contain '/')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(sample_id)) or "sample"

@@ -28,10 +28,9 @@ def save_predictions(
 ) -> list[Path]:
     """Predict the first ``count`` items of ``dataset`` and write panel and mask PNGs."""
     from unetlab.data.io import write_mask
-    from unetlab.engine.evaluate import _safe_name, denormalize
-    from unetlab.engine.plots import save_panel
+    from unetlab.engine.plots import denormalize, safe_name, save_panel
     from unetlab.inference.forward import predict_logits
-    from unetlab.inference.postprocess import logits_to_labels
+    from unetlab.inference.labels import labels_from_logits
 
     was_training = model.training
     model.eval()
@@ -44,8 +43,8 @@ def save_predictions(
                 device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
             ):
                 logits = predict_logits(model, image)
-            labels = logits_to_labels(logits)[0].cpu().numpy().astype("uint8")
-            name = _safe_name(sample["id"])
+            labels = labels_from_logits(logits, channel_axis=1)[0].cpu().numpy().astype("uint8")
+            name = safe_name(sample["id"])
             picture = denormalize(sample["image"], spec.normalization.mean, spec.normalization.std)
             written.append(
                 save_panel(
@@ -53,7 +52,8 @@ def save_predictions(
                     out_dir / f"{name}.png", spec.class_names,
                 )
             )
-            written.append(write_mask(out_dir / f"{name}_mask.png", labels, spec.class_colors))
+            colors = [(int(c[0]), int(c[1]), int(c[2])) for c in spec.class_colors]
+            written.append(write_mask(out_dir / f"{name}_mask.png", labels, colors))
     finally:
         model.train(was_training)
     return written

@@ -465,7 +465,7 @@ class Trainer:
         return row
 
     def _validate(self) -> dict[str, Any]:
-        from unetlab.engine.evaluate import collect_confusion
+        from unetlab.engine.measure import collect_confusion
 
         measured = collect_confusion(
             self.model,

@@ -30,21 +30,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from unetlab import __version__
+from unetlab.artifacts.card import METADATA_FORMAT, ModelCard
+from unetlab.artifacts.geometry import Geometry, model_geometry
+from unetlab.artifacts.onnx_file import METADATA_KEY
 from unetlab.data.preprocess import Normalization
 from unetlab.errors import UnetlabError
-from unetlab.inference.forward import model_geometry
-from unetlab.inference.grid import Geometry
-from unetlab.inference.predictor import default_class_names
 
-METADATA_KEY = "unetlab"
-METADATA_FORMAT = 1
+__all__ = ["METADATA_FORMAT", "METADATA_KEY", "export_model", "export_onnx", "write_graph"]
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
 class NormalizedModel(nn.Module):
     """``model((x / input_scale - mean) / std)`` as one graph: raw pixels in, logits out."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
 
     def __init__(self, model: nn.Module, norm: Normalization, input_scale: float = 255.0):
         super().__init__()
@@ -82,34 +83,28 @@ def export_onnx(
     Args:
         input_scale: the full-scale pixel value the graph expects (255 for 8-bit images, 65535
             for 16-bit): the graph divides by it before the normalisation.
-        threshold: default decision threshold for one-channel / two-class models (metadata).
+        threshold: default foreground threshold of binary (1- or 2-channel) models, stored in
+            the metadata; multi-class models ignore it (argmax).
         tolerance: largest accepted ``max |ORT - torch|`` on random input.
 
     Raises:
         UnetlabError: a missing optional dependency, a failed export, or outputs that differ.
     """
-    from unetlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from unetlab.artifacts.read import load_network
 
-    ckpt = load_checkpoint(checkpoint)
-    data = ckpt.get("data") or {}
-    in_channels = int(ckpt["model"]["in_channels"])
-    norm = (
-        Normalization.from_dict(data)
-        if "mean" in data and "std" in data
-        else Normalization.default_for(in_channels)
-    )
+    card, model = load_network(checkpoint)
     return export_model(
-        model_from_checkpoint(ckpt),
+        model,
         out_path,
-        spec=ckpt["model"],
-        normalization=norm,
-        class_names=data.get("class_names"),
-        class_colors=data.get("class_colors"),
+        spec=card.spec,
+        normalization=card.normalization,
+        class_names=list(card.class_names),
+        class_colors=[list(c) for c in card.class_colors],
         opset=opset,
         input_scale=input_scale,
         threshold=threshold,
         tolerance=tolerance,
-        source=ckpt.get("path"),
+        source=card.path,
     )
 
 
@@ -147,24 +142,19 @@ def export_model(
             source,
             "try another --opset (e.g. 13 to 18); rerun with --debug for the traceback",
         ) from exc
-    num_outputs = int(spec["num_classes"])
+    card = ModelCard.build(
+        path=out_path,
+        format="onnx",
+        spec=spec,
+        geometry=geometry,
+        class_names=class_names,
+        class_colors=class_colors,
+        normalization=normalization,
+        threshold=float(threshold),
+        input_scale=float(input_scale),
+    )
     metadata = {
-        "format": METADATA_FORMAT,
-        "unetlab_version": __version__,
-        "model": {
-            "name": spec["name"],
-            "num_classes": num_outputs,
-            "in_channels": in_channels,
-            "options": spec.get("options", {}),
-        },
-        "class_names": list(class_names or default_class_names(num_outputs)),
-        "class_colors": [list(c) for c in class_colors or []],
-        "mean": list(normalization.mean),
-        "std": list(normalization.std),
-        "input_scale": float(input_scale),
-        "geometry": geometry.to_dict(),
-        "size_multiple": geometry.multiple,
-        "threshold": float(threshold),
+        **card.to_onnx_metadata(),
         "input": f"raw pixel values, float32 N x {in_channels} x H x W, 0..{input_scale:g}",
         "output": "logits N x K x H' x W' (K = 1: sigmoid; K >= 2: softmax)",
     }
@@ -220,7 +210,10 @@ def verify_onnx(
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     first = geometry.input_size(geometry.output_size(geometry.multiple))
     second = geometry.input_size(geometry.output_size(first - geometry.margin + 1))
-    shapes = [(1, in_channels, first, second), (2, in_channels, second, first)]
+    shapes: list[tuple[int, ...]] = [
+        (1, in_channels, first, second),
+        (2, in_channels, second, first),
+    ]
     worst = 0.0
     for shape in shapes:
         x = torch.rand(*shape) * input_scale

@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from unetlab.artifacts.geometry import Geometry
+from unetlab.artifacts.onnx_file import METADATA_KEY, full_scale
 from unetlab.errors import UnetlabError
-from unetlab.export.onnx_runtime import METADATA_KEY, full_scale
-from unetlab.inference.grid import Geometry, mirror_indices
+from unetlab.inference.grid import mirror_indices
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_METHOD = "minmax"

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from unetlab.artifacts.card import ModelCard
 from unetlab.errors import UnetlabError
-from unetlab.inference.decide import labels_from_logits, probabilities_from_logits
-from unetlab.inference.grid import Geometry
+from unetlab.inference.grid import Geometry, needs_tiles
+from unetlab.inference.labels import labels_from_logits, probabilities_from_logits
 from unetlab.inference.tiling import BatchNetwork, Prepare, TileReader, make_grid, predict_tiled
 
 Color = tuple[int, int, int]
@@ -36,7 +37,8 @@ class Prediction:
 class PredictOptions:
     """How to predict. ``tile``: network input side above which an image is predicted in
     overlapping tiles (``overlap`` fraction, ``blend`` weights); ``tta``: False, "flips" or
-    "flips+rot90"; ``threshold``: for one-channel and two-class models; ``batch_size``: images
+    "flips+rot90"; ``threshold``: foreground probability of binary models (None: the model's,
+    see :func:`unetlab.inference.labels.resolve_threshold`); ``batch_size``: images
     or tiles per forward pass (1 by default: on a CPU larger batches are not faster, and four
     512 px tiles of the classic 64-wide U-Net need about 2 GB of activations against 0.6 GB for
     one, see benchmarks/tiled_memory.py; raise it on a GPU); ``progress``: a progress bar for
@@ -47,7 +49,7 @@ class PredictOptions:
     blend: str = "gaussian"
     tta: bool | str = False
     tta_space: str = "logits"
-    threshold: float = 0.5
+    threshold: float | None = None
     batch_size: int = 1
     progress: bool = True
 
@@ -59,7 +61,12 @@ class PredictOptions:
             for name, value, ok, rule in [
                 ("tile", self.tile, self.tile >= 1, "a positive number of pixels"),
                 ("overlap", self.overlap, 0 <= self.overlap < 1, "in [0, 1)"),
-                ("threshold", self.threshold, 0 < self.threshold < 1, "strictly in (0, 1)"),
+                (
+                    "threshold",
+                    self.threshold,
+                    self.threshold is None or 0 < self.threshold < 1,
+                    "strictly in (0, 1)",
+                ),
                 ("batch_size", self.batch_size, self.batch_size >= 1, "at least 1"),
                 ("blend", self.blend, self.blend in BLENDS, f"one of {BLENDS}"),
                 ("tta", self.tta, self.tta in (False, True, *MODES), f"False, True or {MODES}"),
@@ -72,7 +79,10 @@ class PredictOptions:
 
 
 class ArrayPredictor:
-    """Predicts numpy images with any backend; see the module docstring."""
+    """Predicts numpy images with any backend; see the module docstring. ``card``: the model
+    card when opened from a file (:func:`unetlab.inference.open_model`)."""
+
+    card: ModelCard | None = None
 
     def __init__(
         self,
@@ -133,12 +143,14 @@ class ArrayPredictor:
             "convert the image (e.g. to grayscale or RGB) to what the model was trained on",
         )
 
+    @property
+    def settings(self) -> dict[str, object]:
+        """Backend, device, layout and precision this predictor runs (subclasses fill it in)."""
+        return {}
+
     def needs_tiles(self, height: int, width: int) -> bool:
-        """Whether the network input for the whole image would exceed the tile size."""
-        geometry = self.geometry
-        return max(geometry.input_size(geometry.output_size(s)) for s in (height, width)) > (
-            self.options.tile
-        )
+        """Whether this image is predicted in tiles (:func:`unetlab.inference.grid.needs_tiles`)."""
+        return needs_tiles(self.geometry, height, width, self.options.tile)
 
     def tile_count(self, height: int, width: int) -> int:
         return make_grid(
@@ -216,7 +228,8 @@ class ArrayPredictor:
 
     def _decide(self, logits: np.ndarray, probabilities: bool) -> Prediction:
         labels = labels_from_logits(logits, self.options.threshold)
-        return Prediction(labels, probabilities_from_logits(logits) if probabilities else None)
+        chances = probabilities_from_logits(logits) if probabilities else None
+        return Prediction(labels, chances)
 
 
 def _is_gray(image: np.ndarray, rows: int = 1024) -> bool:

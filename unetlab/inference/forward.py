@@ -1,9 +1,13 @@
-"""Run a segmentation network on images of any size and get logits at the input size.
+"""The forward path on torch tensors: logits at the input size for images of any size.
 
 Networks accept only some input sides (``size_multiple`` for same padding; valid-padding U-Nets
-also shrink their output). :func:`predict_logits` hides that: it mirror-pads the input so the
-network's output covers every pixel, then crops the logits back to the input size. Training
-validation, ``evaluate`` and ``predict`` all call it, so they see the same borders.
+also shrink their output). :func:`predict_logits` hides that: an image whose network input
+fits in ``tile`` is mirror-padded, run whole and cropped back; a larger one is predicted in
+overlapping tiles (:func:`unetlab.inference.tiling.predict_tiled`). Whole or tiled is decided
+by :func:`unetlab.inference.grid.needs_tiles`, the rule the numpy path of ``predict`` and the
+ONNX Runtime predictor (:class:`unetlab.inference.core.ArrayPredictor`) also use, with the same
+mirror indices, tiles and blending; ``tests/test_inference_parity.py`` proves the two equal.
+Training validation calls this path; predict, evaluate and bench call the numpy one.
 """
 
 from __future__ import annotations
@@ -13,44 +17,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from unetlab.inference.grid import Geometry, mirror_indices
+from unetlab.artifacts.geometry import model_geometry, unwrap
+from unetlab.inference.grid import DEFAULT_TILE, Geometry, mirror_indices, needs_tiles
 
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside DDP/DataParallel (``.module``) or ``torch.compile`` wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
-def model_geometry(model: nn.Module) -> Geometry:
-    """The input/output size arithmetic of a unetlab model.
-
-    Same padding: input sides must be multiples of ``model.size_multiple``, output = input.
-    Valid padding (``model.padding == "valid"``): the margin comes from
-    :mod:`unetlab.models.padding` for the model's ``depth``. A module that carries its own
-    ``geometry`` (an exported graph, :class:`unetlab.export.onnx_module.OnnxModule`) gives it.
-    """
-    model = unwrap(model)
-    stored = getattr(model, "geometry", None)
-    if isinstance(stored, Geometry):
-        return stored
-    multiple = int(getattr(model, "size_multiple", 1))
-    if getattr(model, "padding", "same") != "valid":
-        return Geometry(multiple=multiple, min_output=multiple)
-    from unetlab.models.padding import valid_input_size, valid_output_size
-
-    depth = int(model.depth)
-    smallest_input = int(valid_input_size(1, depth))
-    smallest_output = int(valid_output_size(smallest_input, depth))
-    return Geometry(
-        multiple=multiple,
-        margin=smallest_input - smallest_output,
-        out_residue=smallest_output % multiple,
-        min_output=smallest_output,
-    )
+__all__ = ["forward_padded", "mirror_pad", "model_geometry", "predict_logits", "unwrap"]
 
 
 def mirror_pad(images: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
@@ -94,7 +64,7 @@ def predict_logits(
     model: nn.Module,
     images: torch.Tensor,
     *,
-    tile: int | None = None,
+    tile: int | None = DEFAULT_TILE,
     overlap: float = 0.25,
     tta: bool | str = False,
     tta_space: str = "logits",
@@ -105,9 +75,10 @@ def predict_logits(
 ) -> torch.Tensor:
     """Logits ``N x K x H x W`` for normalised images ``N x C x H x W`` of any size.
 
-    The model is used as it is (call ``model.eval()`` first). ``tile``: predict in overlapping
-    tiles of this input side (bounded memory; see :mod:`unetlab.inference.tiling`) blended with
-    ``blend`` weights; ``None`` runs each batch whole. ``tta``: ``True``/``"flips"`` averages the
+    The model is used as it is (call ``model.eval()`` first). ``tile``: images whose network
+    input exceeds this side are predicted in overlapping tiles of about it (bounded memory;
+    :mod:`unetlab.inference.tiling`) blended with ``blend`` weights, as ``predict`` does;
+    ``None`` runs each batch whole. ``tta``: ``True``/``"flips"`` averages the
     flips, ``"flips+rot90"`` adds the 90-degree rotations, in ``tta_space`` ("logits" or
     "probabilities"; averaged probabilities come back as their logarithm).
     """
@@ -119,8 +90,10 @@ def predict_logits(
         from unetlab.inference.tta import with_tta
 
         network = with_tta(model, tta, space=tta_space)
-    if tile is None:
+    height, width = images.shape[-2:]
+    if not needs_tiles(geometry, height, width, tile):
         return forward_padded(network, images, geometry)
+    assert tile is not None
     from unetlab.inference.tiling import predict_tiled_tensor
 
     return predict_tiled_tensor(

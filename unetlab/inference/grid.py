@@ -1,4 +1,4 @@
-"""Size arithmetic, mirror indices and tile grids, in numpy only.
+"""Whole image or tiles, mirror indices and tile weights, in numpy only.
 
 Kept free of torch on purpose: the ONNX Runtime predictor (which must run without torch) shares
 this code with the torch predictor, so both pad, tile and blend in exactly the same way.
@@ -7,57 +7,31 @@ this code with the torch predictor, so both pad, tile and blend in exactly the s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from unetlab.artifacts.geometry import Geometry
 
-@dataclass(frozen=True)
-class Geometry:
-    """Which input sides a network accepts and how its output lines up with its input.
+__all__ = [
+    "DEFAULT_TILE",
+    "Geometry",
+    "blend_weights",
+    "mirror_indices",
+    "needs_tiles",
+    "tile_starts",
+]
 
-    A same-padding network maps an input side ``n`` (a multiple of ``multiple``) to an output
-    side ``n``. A valid-padding U-Net maps an input side ``o + margin`` to an output side ``o``,
-    where ``o`` must be ``out_residue`` modulo ``multiple`` and at least ``min_output``; output
-    pixel ``j`` then sees input pixel ``j + margin // 2`` at its centre.
-    """
 
-    multiple: int = 1
-    margin: int = 0
-    out_residue: int = 0
-    min_output: int = 1
+DEFAULT_TILE = 512
+"""Network input side above which an image is predicted in overlapping tiles, everywhere."""
 
-    def __post_init__(self) -> None:
-        if self.multiple < 1 or self.margin < 0 or self.margin % 2 or self.min_output < 1:
-            raise ValueError(f"inconsistent network geometry {self}")
 
-    @property
-    def offset(self) -> int:
-        """Input pixels lost on each side: output pixel ``j`` is centred on input ``j + offset``."""
-        return self.margin // 2
-
-    def output_size(self, needed: int) -> int:
-        """The smallest output side the network can produce that is at least ``needed``."""
-        size = max(int(needed), self.min_output)
-        return size + (self.out_residue - size) % self.multiple
-
-    def output_size_within(self, input_side: int) -> int:
-        """The largest output side whose input side is at most ``input_side`` (or the minimum)."""
-        size = int(input_side) - self.margin
-        size -= (size - self.out_residue) % self.multiple
-        return max(size, self.output_size(1))
-
-    def input_size(self, output_side: int) -> int:
-        """The input side that yields ``output_side`` (which must be a valid output side)."""
-        return int(output_side) + self.margin
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> Geometry:
-        keys = ("multiple", "margin", "out_residue", "min_output")
-        return cls(**{key: int(values[key]) for key in keys})
+def needs_tiles(geometry: Geometry, height: int, width: int, tile: int | None) -> bool:
+    """The one rule that decides whole image or tiles: whether the network input for the whole
+    image would exceed ``tile`` on a side (``tile`` None: never tile)."""
+    if tile is None:
+        return False
+    return max(geometry.input_size(geometry.output_size(s)) for s in (height, width)) > tile
 
 
 def mirror_indices(start: int, stop: int, length: int) -> np.ndarray:

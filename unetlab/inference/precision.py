@@ -48,3 +48,8 @@ def autocast_dtype(
             hint="use 'bf16' on the CPU (fast with AMX or AVX-512 bf16), or no mixed precision",
         )
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The ``--precision`` name of an autocast dtype (None: fp32)."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from unetlab.inference.decide import labels_from_logits
 from unetlab.inference.grid import Geometry, blend_weights, mirror_indices, tile_starts
+from unetlab.inference.labels import labels_from_logits
 
 BatchNetwork = Callable[[np.ndarray], np.ndarray]  # B x C x h x w float32 -> B x K x h' x w'
 Prepare = Callable[[np.ndarray], np.ndarray]  # raw h x w x C tile -> C x h x w float32
@@ -122,7 +122,9 @@ def make_grid(
         sides.append(side)
         extents.append(extent)
         starts.append(tuple(tile_starts(extent, side, step)))
-    return TileGrid(height, width, tuple(sides), tuple(extents), starts[0], starts[1])
+    return TileGrid(
+        height, width, (sides[0], sides[1]), (extents[0], extents[1]), starts[0], starts[1]
+    )
 
 
 def tile_weights(grid: TileGrid, y: int, x: int, base: np.ndarray, trim: int) -> np.ndarray:
@@ -155,7 +157,7 @@ def predict_tiled(
     trim: int = 0,
     batch_size: int = 1,
     output: str = "logits",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     dtype: np.dtype | type = np.float32,
     progress: bool = False,
 ) -> np.ndarray:
@@ -163,7 +165,7 @@ def predict_tiled(
 
     Returns ``K x H x W`` blended logits (in ``dtype``; float16 halves the result's memory) or,
     with ``output="labels"``, ``H x W`` class labels (the rule of
-    :func:`~unetlab.inference.decide.labels_from_logits`) without ever holding the full logits.
+    :func:`~unetlab.inference.labels.labels_from_logits`) without ever holding the full logits.
     ``trim``: pixels of each tile side facing a neighbour that get no weight; use it (with
     ``overlap`` larger than twice it) for same-padding networks whose tile borders differ from a
     whole-image pass.
@@ -211,7 +213,9 @@ class Band:
     weight sum and written to the result, and the buffer slides down.
     """
 
-    def __init__(self, grid: TileGrid, batches, output: str, threshold: float, dtype) -> None:
+    def __init__(
+        self, grid: TileGrid, batches, output: str, threshold: float | None, dtype
+    ) -> None:
         self.grid = grid
         tile_h = grid.tile[0]
         self.height = max(batch[-1][0] + tile_h - batch[0][0] for batch in batches)
@@ -248,6 +252,7 @@ class Band:
 
     def finish(self) -> np.ndarray:
         self._emit(self.grid.height - self.top)
+        assert self.result is not None, "no tile was added"
         return self.result
 
     def _allocate(self, channels: int) -> np.ndarray:
@@ -259,6 +264,7 @@ class Band:
     def _emit(self, count: int) -> None:
         """Normalise the first ``count`` buffer rows and write them to the result, a few rows
         at a time so the temporaries stay small for very wide images."""
+        assert self.sums is not None and self.result is not None
         width = self.grid.width
         for start in range(0, max(count, 0), EMIT_ROWS):
             stop = min(start + EMIT_ROWS, count)

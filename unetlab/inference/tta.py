@@ -95,6 +95,7 @@ def with_tta(network: Network, mode: str | bool = "flips", space: str = "logits"
             if space == "probabilities":
                 y = _to_probabilities(y)
             total = y if total is None else total + y
+        assert total is not None  # transforms() always yields the identity
         mean = total / len(chosen)
         return _to_logits(mean) if space == "probabilities" else mean
 

@@ -126,7 +126,7 @@ def predict_video(
                     if writer is None:
                         size = (frame.shape[1], frame.shape[0])
                         writer = cv2.VideoWriter(
-                            str(out_path), cv2.VideoWriter_fourcc(*fourcc), fps, size
+                            str(out_path), cv2.VideoWriter.fourcc(*fourcc), fps, size
                         )
                         if not writer.isOpened():
                             raise UnetlabError(

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from unetlab.errors import UnetlabError
-from unetlab.inference.postprocess import logits_to_probabilities
+from unetlab.inference.labels import probabilities_from_logits
 from unetlab.losses.inputs import check_inputs
 from unetlab.losses.pixelwise import as_class_vector
 
@@ -28,7 +28,8 @@ class FBetaLoss(nn.Module):
     """1 - mean over classes of the soft F-beta score (soft Dice for beta = 1).
 
     Works for softmax models and 1-channel sigmoid models alike through
-    :func:`logits_to_probabilities` (a binary model scores background and foreground).
+    :func:`unetlab.inference.labels.probabilities_from_logits` (a binary model scores
+    background and foreground).
     """
 
     def __init__(
@@ -66,7 +67,7 @@ class FBetaLoss(nn.Module):
         target, mask = check_inputs(logits, target, weight, self.num_classes, self.ignore_index)
         if weight is not None:
             mask = mask * weight.float()
-        probabilities = logits_to_probabilities(logits)
+        probabilities = probabilities_from_logits(logits, channel_axis=1)
         one_hot = torch.zeros_like(probabilities).scatter_(1, target.unsqueeze(1), 1.0)
         mask = mask.unsqueeze(1)
         dims = (0, 2, 3)

@@ -68,7 +68,7 @@ def check_inputs(
 def log_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """N x K x H x W logits -> N x max(K, 2) x H x W log class probabilities (float32).
 
-    The log-space twin of :func:`unetlab.inference.postprocess.logits_to_probabilities`: one
+    The log-space twin of :func:`unetlab.inference.labels.probabilities_from_logits`: one
     channel means sigmoid (background, foreground), more means softmax. Computing logs
     directly (logsigmoid / log_softmax) keeps the losses finite for confident logits.
     """

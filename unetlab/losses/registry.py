@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from unetlab.artifacts.card import classes_for_channels
 from unetlab.errors import UnetlabError
 from unetlab.losses.dice import FBetaLoss
 from unetlab.losses.pixelwise import PixelwiseLoss
@@ -174,5 +175,6 @@ def build_loss(
         )
     if int(num_classes) < 1:
         raise UnetlabError(f"num_classes must be >= 1, got {num_classes}.")
-    # 1 class means a binary task (a sigmoid model): background and foreground are scored.
-    return LOSSES[name](max(int(num_classes), 2), int(ignore_index), class_weights, **options)
+    # 1 output channel means a binary task (a sigmoid model): background and foreground are scored.
+    scored = classes_for_channels(num_classes)
+    return LOSSES[name](scored, int(ignore_index), class_weights, **options)

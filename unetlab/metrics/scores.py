@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def scores_from_matrix(matrix: np.ndarray) -> dict[str, object]:
     return result
 
 
-def format_scores_table(scores: dict[str, object], class_names: Sequence[str] | None) -> str:
+def format_scores_table(scores: dict[str, Any], class_names: Sequence[str] | None) -> str:
     """A plain-text table of the per-class scores in percent, means and overall accuracy."""
     support = scores["support"]
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(support))]

@@ -1,0 +1,208 @@
+"""The model card: everything a checkpoint or an export says about its model, read once.
+
+Why one object: predict, evaluate, bench, export, summary and the web page all need the class
+names, colours, normalisation and size rules of a model; each reading them on its own is how
+two spellings of the default class names and three threshold rules came about. The card is
+built from a checkpoint dict (:meth:`ModelCard.from_checkpoint`) or an export's metadata
+(:meth:`ModelCard.from_onnx_metadata`) and written back as that metadata
+(:meth:`ModelCard.to_onnx_metadata`). torch-free (numpy and Pillow only).
+
+"Output channels" and "classes" differ for one model kind only: one sigmoid channel scores two
+classes (background, foreground). :func:`classes_for_channels` and
+:func:`channels_for_classes` are the one place that says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from unetlab.artifacts.geometry import Geometry
+from unetlab.data.colors import voc_colormap
+from unetlab.data.preprocess import Normalization
+from unetlab.errors import UnetlabError
+
+Color = tuple[int, int, int]
+METADATA_FORMAT = 1
+
+
+def classes_for_channels(out_channels: int) -> int:
+    """Classes a model with ``out_channels`` output channels scores (1 channel -> 2 classes)."""
+    return max(int(out_channels), 2)
+
+
+def channels_for_classes(num_classes: int, single_channel: bool = False) -> int:
+    """Output channels a model needs for ``num_classes`` classes; ``single_channel`` asks for
+    the one-sigmoid-channel form of a two-class task (``bce``)."""
+    if single_channel:
+        if int(num_classes) != 2:
+            raise UnetlabError(
+                f"a single sigmoid output channel scores exactly 2 classes, not {num_classes}",
+                hint="use a softmax loss (ce, dice, focal ...) for more classes",
+            )
+        return 1
+    return int(num_classes)
+
+
+def default_class_names(out_channels: int) -> list[str]:
+    """Names for a model stored without them: ``class_0``, ``class_1``, ..."""
+    return [f"class_{i}" for i in range(classes_for_channels(out_channels))]
+
+
+def complete_colors(colors: Sequence[Sequence[int]] | None, count: int) -> list[Color]:
+    """``count`` class colours: the given ones first, the PASCAL VOC colour map after."""
+    given = [(int(c[0]), int(c[1]), int(c[2])) for c in list(colors or [])[:count]]
+    return given + voc_colormap(count)[len(given) : count]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model artifact is. ``out_channels``: the network's output channels (the
+    ``num_classes`` a checkpoint's model spec stores); ``num_classes``: the classes it scores.
+
+    ``threshold``: the foreground threshold stored in an export (None for checkpoints; the rule
+    that applies it is :func:`unetlab.inference.labels.resolve_threshold`); ``input_scale``: the
+    full-scale pixel value an export's graph expects; ``quantization``: how an int8 copy was made.
+    """
+
+    path: str
+    format: str  # "checkpoint" or "onnx"
+    architecture: str
+    options: dict[str, Any]
+    in_channels: int
+    out_channels: int
+    class_names: tuple[str, ...]
+    class_colors: tuple[Color, ...]
+    normalization: Normalization
+    geometry: Geometry
+    threshold: float | None = None
+    input_scale: float = 255.0
+    quantization: dict[str, Any] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return classes_for_channels(self.out_channels)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The model spec as a checkpoint stores it (what ``build_model`` takes)."""
+        return {
+            "name": self.architecture,
+            "num_classes": self.out_channels,
+            "in_channels": self.in_channels,
+            "options": dict(self.options),
+        }
+
+    def describe(self) -> str:
+        """One line for people: architecture, channels, classes, format."""
+        kind = "int8 ONNX" if self.quantization else "ONNX" if self.format == "onnx" else ".pt"
+        return (
+            f"{self.architecture} ({kind}), {self.in_channels} input channel(s), "
+            f"{self.out_channels} output channel(s): {', '.join(self.class_names)}"
+        )
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        path: str | Path | None,
+        format: str,
+        spec: dict[str, Any],
+        geometry: Geometry,
+        class_names: Sequence[str] | None = None,
+        class_colors: Sequence[Sequence[int]] | None = None,
+        normalization: Normalization | None = None,
+        **rest: Any,
+    ) -> ModelCard:
+        """A card from its parts, with the defaults filled in and the class count checked."""
+        source = "" if path is None else str(path)
+        out_channels, in_channels = int(spec["num_classes"]), int(spec.get("in_channels", 3))
+        num_classes = classes_for_channels(out_channels)
+        names = tuple(str(n) for n in class_names or []) or tuple(default_class_names(out_channels))
+        if len(names) != num_classes:
+            raise UnetlabError(
+                f"the model file names {len(names)} classes but its model predicts {num_classes}",
+                source or None,
+                "the file is inconsistent: retrain (or re-export), or fix its class names",
+            )
+        return cls(
+            path=source,
+            format=format,
+            architecture=str(spec["name"]),
+            options=dict(spec.get("options") or {}),
+            in_channels=in_channels,
+            out_channels=out_channels,
+            class_names=names,
+            class_colors=tuple(complete_colors(class_colors, num_classes)),
+            normalization=normalization or Normalization.default_for(in_channels),
+            geometry=geometry,
+            **rest,
+        )
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any], geometry: Geometry) -> ModelCard:
+        """The card of a loaded checkpoint dict; ``geometry`` is its model's (see
+        :func:`unetlab.artifacts.read.load_network`)."""
+        data = checkpoint.get("data") or {}
+        has_stats = data.get("mean") is not None and data.get("std") is not None
+        return cls.build(
+            path=checkpoint.get("path"),
+            format="checkpoint",
+            spec=checkpoint["model"],
+            geometry=geometry,
+            class_names=data.get("class_names"),
+            class_colors=data.get("class_colors"),
+            normalization=Normalization.from_dict(data) if has_stats else None,
+        )
+
+    @classmethod
+    def from_onnx_metadata(cls, metadata: dict[str, Any], path: str | Path) -> ModelCard:
+        """The card of an export (the ``unetlab`` metadata written by ``unetlab export``)."""
+        try:
+            stored = metadata.get("threshold")
+            return cls.build(
+                path=path,
+                format="onnx",
+                spec=metadata["model"],
+                geometry=Geometry.from_dict(metadata["geometry"]),
+                class_names=metadata.get("class_names"),
+                class_colors=metadata.get("class_colors"),
+                normalization=Normalization.from_dict(metadata),
+                threshold=None if stored is None else float(stored),
+                input_scale=float(metadata.get("input_scale", 255.0)),
+                quantization=metadata.get("quantization"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnetlabError(
+                f"the 'unetlab' metadata of this export is incomplete ({type(exc).__name__}: "
+                f"{exc})",
+                path,
+                "re-export the model with 'unetlab export'",
+            ) from None
+
+    def to_onnx_metadata(self) -> dict[str, Any]:
+        """The ``unetlab`` metadata of an export of this model (JSON-ready)."""
+        from unetlab import __version__
+
+        metadata: dict[str, Any] = {
+            "format": METADATA_FORMAT,
+            "unetlab_version": __version__,
+            "model": self.spec,
+            "class_names": list(self.class_names),
+            "class_colors": [list(c) for c in self.class_colors],
+            "mean": list(self.normalization.mean),
+            "std": list(self.normalization.std),
+            "input_scale": float(self.input_scale),
+            "geometry": self.geometry.to_dict(),
+            "size_multiple": self.geometry.multiple,
+            "threshold": None if self.threshold is None else float(self.threshold),
+        }
+        if self.quantization is not None:
+            metadata["quantization"] = self.quantization
+        return metadata
+
+    def with_export_settings(self, *, threshold: float | None, input_scale: float) -> ModelCard:
+        """This card as an export of it stores it (its threshold and input scale)."""
+        return replace(self, format="onnx", threshold=threshold, input_scale=float(input_scale))

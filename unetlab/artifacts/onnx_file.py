@@ -1,0 +1,76 @@
+"""Reading an exported ``.onnx`` file: its ``unetlab`` metadata and an ONNX Runtime session.
+
+numpy and onnxruntime only (no torch), so a deployment that installs neither torch nor onnx
+can still open an export. :mod:`unetlab.export.onnx` writes what is read here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from unetlab.errors import UnetlabError
+
+METADATA_KEY = "unetlab"
+"""The ONNX metadata property that holds the model card as JSON."""
+
+
+def is_onnx_file(path: str | Path) -> bool:
+    """Whether ``path`` names an exported model (by its ending, as predict and bench decide)."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def full_scale(dtype: Any) -> float:
+    """Full-scale value of an image dtype (255, 65535, or 1 for float images in [0, 1])."""
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    return 1.0
+
+
+def read_metadata(path: str | Path, session: Any = None) -> dict[str, Any]:
+    """The ``unetlab`` metadata of an exported file (class names, geometry, ...)."""
+    if session is None:
+        session = open_session(Path(path), threads=None)
+    props = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in props:
+        raise UnetlabError(
+            "this ONNX file was not exported by unetlab (no 'unetlab' metadata: class names, "
+            "normalisation and size rules are unknown)",
+            path,
+            "export it with 'unetlab export CHECKPOINT --format onnx'",
+        )
+    return json.loads(props[METADATA_KEY])
+
+
+def open_session(path: str | Path, threads: int | None = None, providers: list[str] | None = None):
+    """An ONNX Runtime session for ``path`` (CPU by default), with clear errors."""
+    path = Path(path)
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise UnetlabError(
+            f"the ONNX backend needs onnxruntime ({exc})", hint="pip install onnxruntime"
+        ) from None
+    if not path.is_file():
+        raise UnetlabError("ONNX model not found", path, "check the path")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    try:
+        return ort.InferenceSession(
+            os.fspath(path), options, providers=providers or ["CPUExecutionProvider"]
+        )
+    except Exception as exc:
+        raise UnetlabError(
+            f"ONNX Runtime cannot load this file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})",
+            path,
+            "re-export it with 'unetlab export'; check that it is a complete .onnx file",
+        ) from None
