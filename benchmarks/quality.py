@@ -125,7 +125,7 @@ def score_checkpoint(
     checkpoint: Path, data: str, num_classes: int | None, tta: str | bool = False
 ) -> dict[str, Any]:
     """Whole-image labels from the checkpoint (the predict path), scored on val."""
-    from unetlab.engine.checkpoint import load_checkpoint
+    from unetlab.artifacts.checkpoint import load_checkpoint
     from unetlab.inference import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, tile=4096, progress=False, tta=tta)

@@ -32,7 +32,7 @@ def evaluate_onnx(path: Path, root: Path, split: str, threads: int) -> dict[str,
     """Confusion-matrix scores of an ONNX model over a split (whole images, no TTA)."""
     from unetlab.data.io import read_image, read_mask
     from unetlab.data.layouts import dataset_info
-    from unetlab.export.onnx_runtime import OnnxPredictor
+    from unetlab.inference.onnx_backend import OnnxPredictor
     from unetlab.metrics import ConfusionMatrix
 
     info = dataset_info(root)

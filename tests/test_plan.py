@@ -283,9 +283,9 @@ def test_candidates_round_trip() -> None:
 def test_plan_and_train_with_a_budget_from_the_command_line(tmp_path: Path, monkeypatch) -> None:
     """``unetlab plan`` writes a plan that trains; ``train --data --budget`` plans and trains,
     keeping plan.yaml (with its reasons) in the run folder."""
+    from unetlab.artifacts.checkpoint import load_checkpoint
     from unetlab.cli.main import main
     from unetlab.data.synthetic import make_shapes_dataset
-    from unetlab.engine.checkpoint import load_checkpoint
 
     monkeypatch.setenv("UNETLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)

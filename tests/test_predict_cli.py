@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from unetlab.cli.main import main
@@ -241,7 +242,7 @@ def test_bench_of_an_unknown_target(capsys) -> None:
 
 
 def test_bench_statistics_from_known_timings() -> None:
-    from unetlab.inference.bench import BenchResult
+    from unetlab.engine.bench import BenchResult
 
     times = [0.050, 0.010, 0.030, 0.020, 0.040]  # seconds, unsorted
     result = BenchResult("m", "torch", (4, 3, 8, 8), 1, times)
@@ -257,7 +258,8 @@ def test_bench_statistics_from_known_timings() -> None:
 def test_bench_times_what_it_is_asked_to(monkeypatch, capsys) -> None:
     """``--batch`` and ``--channels-last`` reach the timed forward pass; the printed statistics
     are those of the timings measured (a clock that advances 5 ms per run)."""
-    import unetlab.inference.bench as bench_module
+    import unetlab.engine.bench as bench_module
+    import unetlab.models as models_module
 
     seen = []
 
@@ -275,18 +277,19 @@ def test_bench_times_what_it_is_asked_to(monkeypatch, capsys) -> None:
             return self.conv(x)
 
     clock = iter(np.arange(0.0, 100.0, 0.0025))
-    monkeypatch.setattr(bench_module, "_load_model", lambda *args: (Recorder().eval(), "rec"))
+    monkeypatch.setattr(models_module, "list_models", lambda: ["x"])
+    monkeypatch.setattr(models_module, "build_model", lambda *args, **kwargs: Recorder())
     fake_time = types.SimpleNamespace(perf_counter=lambda: float(next(clock)))
     monkeypatch.setattr(bench_module, "time", fake_time)
     for channels_last in (False, True):
         seen.clear()
         argv = ["bench", "x", "--input", "3x30x30", "--batch", "3", "--runs", "4", "--warmup",
-                "2", "--device", "cpu", *(["--channels-last"] if channels_last else [])]
+                "2", "--device", "cpu", "--channels-last" if channels_last else "--no-channels-last"]
         assert main(argv) == 0
         printed = capsys.readouterr().out
         assert seen == [((3, 3, 32, 32), channels_last, channels_last)] * (2 + 4)
-        assert "input     batch 3 x 3 x 32 x 32" in printed
-        assert f"channels_last={channels_last}" in printed
+        assert "input     batch 3 x 3 x 30 x 30" in printed  # predicted padded to 32
+        assert f"layout={'nhwc' if channels_last else 'nchw'}" in printed
         # each timed run reads the clock twice, 2.5 ms apart: 2.5 ms per batch of 3
         assert "median 2.5 ms, p90 2.5 ms over 4 runs" in printed
         assert "1200.00 images/s" in printed

@@ -204,7 +204,7 @@ def test_inspection_errors_show_in_the_page_not_as_a_crash(tmp_path: Path, shape
 def test_onnx_export_is_served_like_the_checkpoint(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from unetlab.export.onnx import export_onnx
-    from unetlab.export.onnx_runtime import OnnxPredictor
+    from unetlab.inference.onnx_backend import OnnxPredictor
 
     run = make_run(tmp_path / "run")
     # the noisy test weights make large logits: a looser check of the export itself

@@ -63,9 +63,9 @@ class Inspection:
         return read_mask(self.folder / prediction_name(index))
 
     def to_dict(self) -> dict[str, Any]:
-        from unetlab.engine.evaluate import _json_ready
+        from unetlab.engine.report import json_ready
 
-        return _json_ready(
+        return json_ready(
             {
                 "split": self.split,
                 "data_root": self.data_root,
@@ -120,7 +120,7 @@ def inspect_split(
     ``folder`` None keeps the predictions in memory.
     """
     from unetlab.data.io import write_mask
-    from unetlab.engine.evaluate import resolve_boundary_class
+    from unetlab.engine.regions import resolve_boundary_class
     from unetlab.metrics import ConfusionMatrix, per_image_scores
     from unetlab.metrics.per_image import worst_first_key
 

@@ -21,9 +21,9 @@ def open_predictor(
 ) -> ArrayPredictor:
     """A predictor for a run folder, a ``.pt`` checkpoint or an ``.onnx`` export (fp32/int8),
     through the opener ``unetlab predict`` uses; ``options`` are :class:`PredictOptions`."""
-    from unetlab.cli.predict import load_predictor
+    from unetlab.inference import open_model
 
-    return load_predictor(str(model_path), "auto", device, precision, **options)
+    return open_model(model_path, device, precision, **options)
 
 
 def run_folder(model_path: str | Path) -> Path:
@@ -39,7 +39,7 @@ def model_file(model_path: str | Path) -> Path:
     path = Path(model_path)
     if path.suffix.lower() == ".onnx":
         return path
-    from unetlab.engine.checkpoint import resolve_checkpoint
+    from unetlab.artifacts.checkpoint import resolve_checkpoint
 
     return resolve_checkpoint(path)
 
@@ -53,7 +53,7 @@ def model_card(model_path: str | Path, predictor: ArrayPredictor) -> dict[str, A
         kind = "ONNX, int8" if "quantization" in metadata else "ONNX, fp32"
         parameters = None
     else:
-        from unetlab.engine.checkpoint import load_checkpoint
+        from unetlab.artifacts.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(path)
         spec, training = dict(checkpoint["model"]), _training_from_checkpoint(checkpoint)
