@@ -289,7 +289,7 @@ def test_bench_times_what_it_is_asked_to(monkeypatch, capsys) -> None:
         printed = capsys.readouterr().out
         assert seen == [((3, 3, 32, 32), channels_last, channels_last)] * (2 + 4)
         assert "input     batch 3 x 3 x 30 x 30" in printed  # predicted padded to 32
-        assert f"layout={'nhwc' if channels_last else 'nchw'}" in printed
+        assert f"layout={'channels_last' if channels_last else 'nchw'}" in printed
         # each timed run reads the clock twice, 2.5 ms apart: 2.5 ms per batch of 3
         assert "median 2.5 ms, p90 2.5 ms over 4 runs" in printed
         assert "1200.00 images/s" in printed
