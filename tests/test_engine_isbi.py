@@ -37,7 +37,7 @@ def _train_briefly(root, out):
             "model.options.base=8", "data.patch_size=128", "data.batch_size=4",
             "data.repeat=2", "data.num_workers=0", "train.epochs=6", "train.val_every=6",
             "train.time_limit_minutes=0.75", "train.device=cpu", "train.num_predictions=0",
-            "optim.lr=0.003",
+            "optim.lr=0.003", "schedule.warmup_steps=10",
         ],
     )
     return train(cfg)

@@ -283,8 +283,9 @@ def test_bench_times_what_it_is_asked_to(monkeypatch, capsys) -> None:
     monkeypatch.setattr(bench_module, "time", fake_time)
     for channels_last in (False, True):
         seen.clear()
+        layout = "--channels-last" if channels_last else "--no-channels-last"
         argv = ["bench", "x", "--input", "3x30x30", "--batch", "3", "--runs", "4", "--warmup",
-                "2", "--device", "cpu", "--channels-last" if channels_last else "--no-channels-last"]
+                "2", "--device", "cpu", layout]
         assert main(argv) == 0
         printed = capsys.readouterr().out
         assert seen == [((3, 3, 32, 32), channels_last, channels_last)] * (2 + 4)
