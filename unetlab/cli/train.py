@@ -85,16 +85,17 @@ def train(
             )
         config = run_dir_of(resume) / "config.yaml"
     extra_files: dict[str, str] = {}
+    source: Path | dict[str, Any] | None = config
     if budget is not None:
         from unetlab.plan import parse_budget
 
         seconds = parse_budget(budget)
         if config is None and preset is None and resume is None:
-            config, extra_files = _planned(data_root, seconds, device, orientation)
+            source, extra_files = _planned(data_root, seconds, device, orientation)
         else:
             options.setdefault("train", {})["time_limit_minutes"] = seconds / 60.0
             options["train"].setdefault("epochs", 100_000)  # the clock ends the run
-    cfg = load_config(config, preset=preset, options=options, overrides=overrides)
+    cfg = load_config(source, preset=preset, options=options, overrides=overrides)
     if dry_run:
         import yaml
 

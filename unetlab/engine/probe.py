@@ -102,7 +102,7 @@ def time_step(
 
     generator = torch.Generator().manual_seed(0)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=layout)
+    model = model.to(memory_format=layout)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     dtype = None if precision == "fp32" else autocast_dtype(precision, device)
     images = torch.randn((batch, in_channels, *patch), generator=generator)

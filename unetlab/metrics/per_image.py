@@ -75,4 +75,4 @@ def worst_first_key(row: dict[str, Any], metric: str = "miou") -> tuple[int, flo
     """Sort key putting the lowest ``metric`` first and undefined (NaN) scores last."""
     value = row.get(metric)
     undefined = value is None or (isinstance(value, float) and math.isnan(value))
-    return (1, 0.0) if undefined else (0, float(value))
+    return (1, 0.0) if undefined or value is None else (0, float(value))

@@ -107,7 +107,8 @@ def plan_to_yaml(plan: Plan) -> str:
         "",
     ]
     body = yaml.dump(plan.config, Dumper=_FlowListDumper, sort_keys=False, width=1000)
-    lines, path = [], []
+    lines: list[str] = []
+    path: list[str] = []
     for line in body.splitlines():
         indent = (len(line) - len(line.lstrip(" "))) // 2
         key = line.strip().split(":", 1)[0]

@@ -216,6 +216,7 @@ def _measure(
         class_pixels += stats["pixels"]
         objects += stats["objects"]
         touching += stats["touching"]
+    assert sums is not None and sq_sums is not None  # the split has at least one image
     mean = sums / pixel_count
     std = np.sqrt(np.maximum(sq_sums / pixel_count - mean**2, 1e-12))
     shares = report.class_frequencies(split)

@@ -202,6 +202,7 @@ class ServeState:
             return self.worker.submit(work).result()
 
         try:
+            assert config.data is not None  # inspections start only with --data
             status.dataset = open_split(self.predictor, config.data, config.split)
             status.total = len(status.dataset)
             source = model_file(config.model)
@@ -231,6 +232,7 @@ class ServeState:
         from unetlab.inference.overlay import colorize, make_palette, to_display
 
         result, dataset = self.inspection.result, self.inspection.dataset
+        assert result is not None  # panels are asked for once the inspection is done
         image, truth = dataset.read(index)
         if kind == "image":
             picture = to_display(image)
@@ -247,6 +249,7 @@ class ServeState:
 
     def error_counts(self, index: int, focus: int | None) -> dict[str, int]:
         _, truth = self.inspection.dataset.read(index)
+        assert self.inspection.result is not None
         prediction = self.inspection.result.prediction(index)
         return handlers.error_counts(prediction, truth, focus)
 

@@ -145,7 +145,7 @@ def predict_view(
     Labels are exactly ``predictor.predict(image).labels``; ``progress(done, total)`` is
     called after each forward pass.
     """
-    from unetlab.inference.decide import labels_from_logits, probabilities_from_logits
+    from unetlab.inference.labels import labels_from_logits, probabilities_from_logits
     from unetlab.inference.overlay import class_fractions, to_display
 
     start = time.perf_counter()
@@ -233,7 +233,7 @@ def mask_png(labels: np.ndarray, colors: Sequence[Sequence[int]]) -> bytes:
     from unetlab.data.colors import full_palette
 
     image = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8), mode="P")
-    image.putpalette(full_palette([tuple(int(v) for v in c[:3]) for c in colors]))
+    image.putpalette(full_palette([(int(c[0]), int(c[1]), int(c[2])) for c in colors]))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

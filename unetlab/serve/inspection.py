@@ -60,6 +60,7 @@ class Inspection:
 
         if self.memory is not None:
             return self.memory[index]
+        assert self.folder is not None  # kept on disk when not in memory
         return read_mask(self.folder / prediction_name(index))
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +96,9 @@ def prediction_name(index: int) -> str:
     return f"prediction_{index:05d}.png"
 
 
-def fingerprint(model_file: Path, dataset: SegmentationDataset, threshold: float) -> str:
+def fingerprint(
+    model_file: Path, dataset: SegmentationDataset, threshold: float | None
+) -> str:
     """Changes when the model file, the split's files or the threshold change."""
     items = [f"format {CACHE_FORMAT}", f"threshold {threshold}"]
     for path in [model_file, *(p for i in range(len(dataset)) for p in dataset.paths(i))]:
@@ -160,7 +163,7 @@ def inspect_split(
         )
         if memory is not None:
             memory[index] = labels
-        else:
+        elif folder is not None:
             write_mask(folder / prediction_name(index), labels, palette)
         if progress is not None:
             progress(index + 1, len(dataset))
