@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from unetlab.errors import UnetlabError
+from unetlab.cli.options import threads_option
 
 EXIT_INTERRUPTED = 130
 
@@ -34,7 +33,13 @@ EXIT_INTERRUPTED = 130
     metavar="KEY=VALUE",
     help="Override any config field, e.g. --set optim.lr=0.01 (repeatable; YAML values).",
 )
-@click.option("--dry-run", is_flag=True, help="Print the resolved configuration and exit.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check everything training would (dataset, classes, channels, model options, patch "
+    "size, weights), print the resolved configuration and exit (exit 2 on a problem).",
+)
+@threads_option
 def train(
     config: Path | None,
     data_root: str | None,
@@ -58,72 +63,25 @@ def train(
       unetlab train --resume runs/isbi2012-unet
       torchrun --nproc_per_node=4 -m unetlab.cli.main train my_run.yaml   (4 GPUs)
     """
-    from unetlab.engine.config import load_config
-    from unetlab.engine.trainer import run_dir_of
+    from unetlab.api import run_config
     from unetlab.engine.trainer import train as run_training
 
-    options = _options(data_root, model, epochs, batch_size, device, name, out_dir)
-    if resume is not None:
-        if config is not None or preset is not None:
-            raise UnetlabError(
-                "--resume continues a run with its own config.yaml; it cannot be combined "
-                "with a CONFIG file or --preset",
-                resume,
-                "leave out CONFIG/--preset (use --set or --epochs to change fields)",
-            )
-        config = run_dir_of(resume) / "config.yaml"
-    cfg = load_config(config, preset=preset, options=options, overrides=overrides)
+    cfg = run_config(
+        config, preset=preset, data=data_root, model=model, epochs=epochs,
+        batch_size=batch_size, device=device, name=name, out_dir=out_dir,
+        overrides=overrides, resume=resume,
+    )  # fmt: skip
     if dry_run:
         import yaml
 
-        click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False), nl=False)
+        from unetlab.engine.dryrun import plan_run
+
+        plan = plan_run(cfg, resume=resume)
+        comments = "".join(f"# {line}\n" for line in plan.summary().splitlines())
+        click.echo(comments + yaml.safe_dump(plan.config.to_dict(), sort_keys=False), nl=False)
         return 0
     result = run_training(cfg, resume=resume)
     return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
-
-
-def _options(
-    data_root: str | None,
-    model: str | None,
-    epochs: int | None,
-    batch_size: int | None,
-    device: str | None,
-    name: str | None,
-    out_dir: str | None,
-) -> dict[str, Any]:
-    """The command-line options as a nested config dict (only those given)."""
-    values = {
-        ("data", "root"): data_root,
-        ("model", "name"): model,
-        ("train", "epochs"): epochs,
-        ("data", "batch_size"): batch_size,
-        ("train", "device"): device,
-        ("name",): name,
-        ("out_dir",): out_dir,
-    }
-    nested: dict[str, Any] = {}
-    for path, value in values.items():
-        if value is None:
-            continue
-        node = nested
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return nested
-
-
-def _quiet_cpu_threads() -> None:
-    """Let idle OpenMP threads sleep instead of spinning (unless the user chose otherwise).
-
-    On a small, busy CPU (a laptop, a shared CI runner) spinning threads fight the other
-    processes for the cores: measured on 2 shared cores, a demo-sized U-Net step ran 2-4x
-    slower with the default. Only effective before torch is first imported.
-    """
-    import os
-    import sys
-
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @click.command(context_settings={"show_default": True})
@@ -135,9 +93,9 @@ def _quiet_cpu_threads() -> None:
 )
 @click.option("--minutes", default=0.75, type=float, help="Training time budget.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@threads_option
 def demo(out: Path, minutes: float, device: str) -> int:
     """Make a synthetic shapes dataset, train a small U-Net on it, evaluate and predict."""
-    _quiet_cpu_threads()
     from unetlab.engine.demo import run_demo
 
     summary = run_demo(out, minutes=minutes, device=device)
