@@ -59,9 +59,11 @@ def train(
     \b
     Examples:
       unetlab train --preset isbi2012 --data ../shared/datasets/isbi2012
-      unetlab train my_run.yaml --set optim.lr=3e-4 --set data.batch_size=8
+      unetlab train examples/config.yaml --set optim.lr=3e-4 --set data.batch_size=8
+      unetlab train --preset camvid --model resnet50_unet --data DATA --dry-run
       unetlab train --resume runs/isbi2012-unet
       torchrun --nproc_per_node=4 -m unetlab.cli.main train my_run.yaml   (4 GPUs)
+      unetlab train runs/NAME/config.yaml   (the same run again, from any folder)
     """
     from unetlab.api import run_config
     from unetlab.engine.trainer import train as run_training

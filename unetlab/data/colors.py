@@ -15,6 +15,17 @@ CLASS_LINE = re.compile(
 """A ``classes.txt`` line with a colour: ``NAME R G B`` (whitespace, commas or a colon)."""
 
 
+def class_lines(text: str) -> list[tuple[int, str, Color | None]]:
+    """The classes of a ``classes.txt``: ``(line number, name, colour or None)`` per class, in
+    index order; blank lines and ``#`` comments are skipped."""
+    found = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            found.append((number, *split_class_line(line)))
+    return found
+
+
 def split_class_line(line: str) -> tuple[str, Color | None]:
     """``"sky 128 128 128"`` -> ``("sky", (128, 128, 128))``; ``"sky"`` -> ``("sky", None)``."""
     match = CLASS_LINE.match(line.strip())

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from unetlab import IGNORE_INDEX
-from unetlab.data.colors import Color, mask_palette, split_class_line, voc_colormap
+from unetlab.data.colors import Color, class_lines, mask_palette, voc_colormap
 from unetlab.data.io import is_image_file, open_image, write_mask
 from unetlab.errors import UnetlabError
 
@@ -81,15 +81,10 @@ def _palette_from_text(path: Path) -> Palette:
     colors: dict[int, Color] = {}
     names: list[str] = []
     seen: dict[Color, int] = {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, raw in enumerate(lines, start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        name, color = split_class_line(line)
+    for number, name, color in class_lines(path.read_text(encoding="utf-8")):
         if color is None:
             raise UnetlabError(
-                f"line {number} ({raw.strip()!r}) is not NAME R G B",
+                f"line {number} ({name!r}) is not NAME R G B",
                 path,
                 "write one class per line in index order, e.g. 'sky 128 128 128'",
             )
