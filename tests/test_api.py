@@ -74,8 +74,11 @@ def test_evaluate_forwards_new_and_old_keywords(monkeypatch):
     assert args == ("runs/x", "data")
     assert kwargs["out_dir"] == "o" and kwargs["num_panels"] == 2 and kwargs["split"] == "test"
     calls.clear()
-    with pytest.warns(DeprecationWarning, match=r"out_dir=.*out="):
+    with pytest.warns(DeprecationWarning) as caught:
         unetlab.evaluate("runs/x", data_root="data", out_dir="o", num_panels=3)
+    assert sorted(str(w.message).split(")")[0] for w in caught) == [
+        "evaluate(data_root=...", "evaluate(num_panels=...", "evaluate(out_dir=..."
+    ]  # fmt: skip
     (args, kwargs), = calls
     assert args == ("runs/x", "data") and kwargs["out_dir"] == "o" and kwargs["num_panels"] == 3
     with pytest.raises(TypeError, match="both data_root= and data="), pytest.warns(

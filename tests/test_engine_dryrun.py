@@ -84,7 +84,8 @@ def test_dry_run_resolves_what_the_data_says(data, tmp_path, capsys):
     assert resolved["data"]["class_names"] == ["background", "circle", "square"]
     assert resolved["model"] == {"name": "resnet50_unet", "options": {}, "pretrained": None,
                                  "init_weights": None, "in_channels": 3}  # fmt: skip
-    assert resolved["data"]["normalization"] == {"mean": [0.5] * 3, "std": [0.5] * 3}
+    imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # RGB default
+    assert resolved["data"]["normalization"] == imagenet
     assert resolved["data"]["root"] == str(data.resolve())
     assert resolved["name"] == "shapes-resnet50_unet"
     assert "# note: model 'resnet50_unet'" in printed
@@ -145,18 +146,18 @@ def test_saved_config_reruns_from_another_folder(data, tmp_path, monkeypatch, ca
                                                            "num_predictions": 0})  # fmt: skip
     cfg.name = None  # the default name, <dataset>-<model>
     result = train(cfg)
-    run = first / "runs" / "data-link-unet"
+    run = first / "runs" / "shapes-unet"  # named after the dataset folder the link points to
     assert result.run_dir.resolve() == run
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["data"]["root"] == str((first / relative_data).resolve())
-    assert saved["name"] == "data-link-unet" and saved["out_dir"] == str(run.parent)
+    assert saved["data"]["root"] == str(data.resolve())
+    assert saved["name"] == "shapes-unet" and saved["out_dir"] == str(run.parent)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert main(["train", str(run / "config.yaml")]) == 0
-    again = first / "runs" / "data-link-unet-2"  # beside the first run, never into it
+    again = first / "runs" / "shapes-unet-2"  # beside the first run, never into it
     assert (again / "checkpoints" / "last.pt").is_file()
-    assert yaml.safe_load((again / "config.yaml").read_text())["name"] == "data-link-unet-2"
+    assert yaml.safe_load((again / "config.yaml").read_text())["name"] == "shapes-unet-2"
     assert not list(elsewhere.iterdir())
     assert load_config(run / "config.yaml").data.root == saved["data"]["root"]

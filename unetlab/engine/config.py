@@ -96,7 +96,8 @@ class DataConfig(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     """Training augmentation (flips, rotations, scale, elastic, brightness/contrast)."""
     normalization: NormalizationConfig | None = None
-    """Per-channel mean and std; null: 0.5/0.5 per channel (the resolved values are saved)."""
+    """Per-channel mean and std; null: ImageNet's for RGB images (what pretrained encoders
+    expect), 0.5/0.5 per channel otherwise (the resolved values are saved)."""
 
     @property
     def patch_hw(self) -> tuple[int, int]:
