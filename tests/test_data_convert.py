@@ -241,3 +241,59 @@ def test_shape_classes_differ_in_colour_and_form(tmp_path):
     assert np.median(fill[1]) > 0.85
     assert 0.55 < np.median(fill[2]) < 0.75
     assert np.median(fill[3]) < 0.5
+
+
+def test_test_share_and_folds_partition_the_ids_brute_force(tmp_path):
+    ids = [f"im{i:02d}" for i in range(23)]
+    root = _plain(tmp_path, ids)
+    splits = make_splits(root, seed=5, test_fraction=0.2, folds=3)
+    test = set(splits["test"])
+    rest = set(ids) - test
+    assert len(test) == 5  # round(23 * 0.2)
+    vals = [set(splits[f"fold{i}_val"]) for i in range(3)]
+    assert sorted(len(v) for v in vals) == [6, 6, 6]
+    for i, val in enumerate(vals):
+        train = set(splits[f"fold{i}_train"])
+        assert not train & val and train | val == rest and not (train | val) & test
+        for j in range(i + 1, 3):
+            assert not val & vals[j]  # folds are disjoint
+        assert (root / "splits" / f"fold{i}_val.txt").read_text().split() == sorted(val)
+    assert set().union(*vals) == rest
+    assert splits["train"] == splits["fold0_train"] and splits["val"] == splits["fold0_val"]
+    assert dataset_info(root).ids("test") == sorted(test)
+    # seeded: the same seed gives the same lists, another seed other ones
+    again = make_splits(root, seed=5, test_fraction=0.2, folds=3, overwrite=True)
+    assert again == splits
+    other = make_splits(root, seed=6, test_fraction=0.2, folds=3, overwrite=True)
+    assert other["test"] != splits["test"]
+
+
+def test_test_share_without_folds(tmp_path):
+    ids = [f"im{i:02d}" for i in range(20)]
+    root = _plain(tmp_path, ids)
+    splits = make_splits(root, val_fraction=0.1, seed=1, test_fraction=0.25)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [13, 2, 5]
+    assert sorted(splits["train"] + splits["val"] + splits["test"]) == ids
+    with pytest.raises(UnetlabError, match="--force"):
+        make_splits(root, seed=1, test_fraction=0.25)
+
+
+def test_folds_and_test_refuse_what_cannot_be_split(tmp_path):
+    root = _plain(tmp_path, ["a", "b", "c"])
+    with pytest.raises(UnetlabError, match="too few for 4 folds"):
+        make_splits(root, folds=4)
+    with pytest.raises(UnetlabError, match="at least 2"):
+        make_splits(root, folds=1)
+    with pytest.raises(UnetlabError, match=r"test fraction must be in \[0, 1\)"):
+        make_splits(root, test_fraction=1.0)
+
+
+def test_split_cli_writes_folds_and_notes_older_lists(tmp_path, capsys):
+    from unetlab.cli.main import main
+
+    root = _plain(tmp_path, [f"im{i}" for i in range(10)])
+    assert main(["data", "split", str(root), "--test", "0.2"]) == 0
+    assert main(["data", "split", str(root), "--folds", "2", "--force"]) == 0
+    printed = capsys.readouterr().out
+    assert "fold1_val.txt: 5 ids" in printed and "left as they were: test" in printed
+    assert main(["data", "split", str(root), "--folds", "2"]) == 2  # exists: needs --force

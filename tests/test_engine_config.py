@@ -149,14 +149,19 @@ def test_schedules_against_hand_computed_values():
 
 def test_cli_dry_run_prints_the_resolved_config(tmp_path, capsys):
     from unetlab.cli.main import main
+    from unetlab.data import make_shapes_dataset
 
-    code = main(["train", "--preset", "demo", "--data", str(tmp_path), "--epochs", "3",
-                 "--batch-size", "5", "--set", "optim.lr=0.02", "--dry-run"])
+    data = make_shapes_dataset(tmp_path / "shapes", n_train=6, n_val=2, size=32, num_classes=2)
+    code = main(["train", "--preset", "demo", "--data", str(data), "--epochs", "3",
+                 "--batch-size", "5", "--set", "optim.lr=0.02", "--set", "data.patch_size=32",
+                 "--dry-run"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert code == 0
-    assert printed["data"]["root"] == str(tmp_path) and printed["data"]["batch_size"] == 5
+    assert printed["data"]["root"] == str(data.resolve()) and printed["data"]["batch_size"] == 5
     assert printed["train"]["epochs"] == 3 and printed["optim"]["lr"] == 0.02
-    assert printed["model"] == load_config(preset="demo").to_dict()["model"]
+    preset_model = load_config(preset="demo").to_dict()["model"]
+    assert printed["model"] == {**preset_model, "in_channels": 3}  # read from the images
+    assert printed["data"]["num_classes"] == 2
 
 
 def test_cli_config_error_is_one_paragraph_with_exit_code_2(tmp_path, capsys):

@@ -176,10 +176,12 @@ def test_palette_colorize_and_blend() -> None:
     labels = np.array([[0, 1], [2, 1]], np.uint8)
     image = np.array([[[0, 0, 0], [100, 100, 100]], [[255, 255, 255], [50, 60, 70]]], np.uint8)
     np.testing.assert_array_equal(colorize(labels, palette), np.array(COLORS)[labels])
-    np.testing.assert_array_equal(blend(image, labels, palette, 0.0), image)
-    np.testing.assert_array_equal(blend(image, labels, palette, 1.0), np.array(COLORS)[labels])
+    np.testing.assert_array_equal(blend(image, labels, palette, 0.0, clear=None), image)
+    np.testing.assert_array_equal(
+        blend(image, labels, palette, 1.0, clear=None), np.array(COLORS)[labels]
+    )
     original = image.copy()
-    half = blend(image, labels, palette, 0.5).astype(int)
+    half = blend(image, labels, palette, 0.5, clear=None).astype(int)
     assert np.abs(half - (image.astype(int) + np.array(COLORS)[labels]) / 2).max() <= 1
     np.testing.assert_array_equal(image, original)  # the input image is left untouched
 
@@ -199,7 +201,7 @@ def test_saved_overlay_equals_blend(tmp_path: Path, channels: int) -> None:
 
 def test_blend_of_gray_16_bit_image() -> None:
     image = np.full((4, 5, 1), 65535, np.uint16)
-    out = blend(image, np.zeros((4, 5), np.uint8), make_palette([[0, 0, 0]]), 0.25)
+    out = blend(image, np.zeros((4, 5), np.uint8), make_palette([[0, 0, 0]]), 0.25, clear=None)
     assert out.shape == (4, 5, 3) and abs(int(out[0, 0, 0]) - 191) <= 1
 
 

@@ -250,3 +250,77 @@ def test_unusable_sources_are_clear_errors(tmp_path):
         load_encoder_weights(encoder, unsafe)
     with pytest.raises(UnetlabError, match="no pretrained encoder"):
         load_encoder_weights(build_model("unet", 2, base=4), unsafe)
+
+
+# ---------------------------------------------------------------- whole-model initial weights
+
+
+def _plain_unet_state(seed: int = 7):
+    """A state dict written by plain torch (``torch.save(model.state_dict())``), as another
+    project or an older script would, of a model built without unetlab's registry."""
+    from unetlab.models.unet import UNet
+
+    torch.manual_seed(seed)
+    state = UNet(num_classes=3, in_channels=3, base=4, depth=2).state_dict()
+    return state
+
+
+def test_init_weights_loads_a_plain_state_dict_with_a_key_report(tmp_path):
+    from unetlab.models import load_model_weights
+
+    state = _plain_unet_state()
+    kept_out = "head.bias"
+    edited = {k: v for k, v in state.items() if k != kept_out}
+    edited["old.classifier.weight"] = torch.randn(2, 2)
+    path = tmp_path / "weights.pth"
+    torch.save(edited, path)
+    model = build_model("unet", 3, base=4, depth=2)
+    before = model.state_dict()[kept_out].clone()
+    report = load_model_weights(model, path)
+    loaded = model.state_dict()
+    for key, value in state.items():
+        if key != kept_out:
+            assert torch.equal(loaded[key], value), key
+    assert torch.equal(loaded[kept_out], before)  # missing: keeps its fresh value
+    assert report.missing == [kept_out] and report.unexpected == ["old.classifier.weight"]
+    text = str(report)
+    assert text.startswith(f"initial weights for model 'unet' from {path}")
+    assert f"loaded:         {len(state) - 1} of {len(state)} model tensors" in text
+
+
+def test_init_weights_in_a_config_reaches_the_trained_model(tmp_path):
+    from test_engine_train import tiny_config, tiny_dataset
+
+    from unetlab.engine.builders import build_network
+
+    data = tiny_dataset(tmp_path / "data")
+    state = _plain_unet_state()
+    path = tmp_path / "weights.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)  # DDP, nested
+    cfg = tiny_config(data, tmp_path, model={"options": {"base": 4, "depth": 2},
+                                             "init_weights": str(path)})  # fmt: skip
+    cfg.data.num_classes, cfg.model.in_channels = 3, 3
+    model = build_network(cfg, pretrained=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert model.init_report.complete
+    fresh = build_network(cfg, pretrained=False)  # resuming: the run's own weights, not these
+    assert not hasattr(fresh, "init_report")
+
+
+def test_init_weights_that_fit_nothing_or_run_code_are_refused(tmp_path):
+    from unetlab.models import load_model_weights
+
+    path = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.randn(2, 2)}, path)
+    with pytest.raises(UnetlabError, match="none of the 1 tensors in the file fit model 'unet'"):
+        load_model_weights(build_model("unet", 2, base=4, depth=2), path)
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": Payload()}, evil)
+    with pytest.raises(UnetlabError, match="refused to load"):
+        load_model_weights(build_model("unet", 2, base=4, depth=2), evil)

@@ -44,25 +44,59 @@ def check(dataset: Path, num_classes: int | None, splits: tuple[str, ...]) -> No
 @click.option(
     "--val",
     "val_fraction",
-    type=float,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
     default=0.1,
     show_default=True,
-    help="Share of the labelled images held out for validation.",
+    help="Share of the labelled images held out for validation (without --folds).",
+)
+@click.option(
+    "--test",
+    "test_fraction",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Share held out for testing first (test.txt), kept out of train, val and folds.",
+)
+@click.option(
+    "--folds",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="K-fold lists instead of one val share: fold<i>_train.txt and fold<i>_val.txt "
+    "(train.txt and val.txt are fold 0).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Shuffle seed.")
 @click.option("--force", is_flag=True, help="Replace existing split files.")
-def split(dataset: Path, val_fraction: float, seed: int, force: bool) -> None:
-    """Write train/val lists of DATASET from the images that have a mask."""
+def split(
+    dataset: Path, val_fraction: float, test_fraction: float, folds: int, seed: int, force: bool
+) -> None:
+    """Write train/val (and test, or k-fold) lists of DATASET from the images that have a mask.
+
+    \b
+    Examples:
+      unetlab data split DATASET --val 0.2 --seed 1
+      unetlab data split DATASET --test 0.1 --folds 5
+      unetlab train ... --set data.train_split=fold1_train --set data.val_split=fold1_val
+    """
     from unetlab.data.convert import make_splits
     from unetlab.data.layouts import dataset_info
 
-    splits = make_splits(dataset, val_fraction, seed, overwrite=force)
+    before = set(dataset_info(dataset).splits)
+    splits = make_splits(
+        dataset, val_fraction, seed, overwrite=force, test_fraction=test_fraction, folds=folds
+    )
     info = dataset_info(dataset)
     for name, ids in splits.items():
         click.echo(f"{info.split_file(name)}: {len(ids)} ids")
     unlabelled = len(set(info.images) - set(info.masks))
     if unlabelled:
         click.echo(f"{unlabelled} image(s) without a mask were left out")
+    stale = sorted(before - set(splits))
+    if stale:
+        click.echo(
+            f"note: older split file(s) left as they were: {', '.join(stale)} (they may "
+            "overlap the new lists; delete them if they belong to the old split)"
+        )
 
 
 @data.command()
@@ -111,6 +145,54 @@ def fix_binary(mask_dir: Path, out: Path | None) -> None:
         click.echo(f"{len(report.unchanged)} mask(s) were 0/1 already")
     for path, reason in report.skipped.items():
         click.echo(f"skipped {path}: {reason}")
+
+
+def _colour(text: str | None) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    parts = text.replace(" ", "").split(",")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) <= 255 for p in parts):
+        raise click.BadParameter(
+            f"'{text}' is not R,G,B (0..255 each)", param_hint="--ignore-color"
+        )
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+@data.command("rgb-to-index")
+@click.argument("masks", type=click.Path(path_type=Path))
+@click.option(
+    "--palette",
+    required=True,
+    help="'voc' (the VOC colour map), a palette PNG, or a text file of 'NAME R G B' lines in "
+    "class order (e.g. classes.txt).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the index masks (not the folder of the colour masks).",
+)
+@click.option("--ignore-color", metavar="R,G,B", help="A colour to write as 255 (ignored).")
+def rgb_to_index(masks: Path, palette: str, out: Path, ignore_color: str | None) -> None:
+    """Convert RGB colour masks (MASKS: a file or a folder) to index masks, one class per
+    palette colour; a mask with a colour not in the palette is refused, naming the colour and
+    its pixels.
+
+    \b
+    Examples:
+      unetlab data rgb-to-index colour_masks/ --palette classes.txt --out DATASET/masks
+      unetlab data rgb-to-index SegmentationRGB/ --palette voc --out SegmentationClass
+    """
+    from unetlab.data.colour_masks import read_palette, rgb_to_index
+
+    chosen = read_palette(palette, _colour(ignore_color))
+    report = rgb_to_index(masks, chosen, out)
+    click.echo(f"wrote {len(report.written)} index mask(s) to {out}")
+    if chosen.names:
+        click.echo(
+            f"classes ({len(chosen.names)}): {', '.join(chosen.names)}; put them in the "
+            "dataset's classes.txt (the palette file itself is accepted there)"
+        )
 
 
 @data.command()

@@ -168,3 +168,25 @@ def model_option_flags() -> Callable[[F], F]:
         )(function)
 
     return decorate
+
+
+def _apply_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    from unetlab.threads import configure_threads
+
+    configure_threads(value)
+
+
+def threads_option(command):
+    """``--threads N`` for commands that compute on the CPU: applied while the command line is
+    parsed, before the command imports torch, so idle threads sleep even without the option
+    (see :mod:`unetlab.threads`)."""
+    return click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        callback=_apply_threads,
+        help="CPU threads for torch [default: one per core]. Idle threads always sleep "
+        "instead of spinning (OMP_WAIT_POLICY=PASSIVE unless you set it).",
+    )(command)

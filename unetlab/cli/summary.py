@@ -39,19 +39,39 @@ def _default_side(model: nn.Module) -> int:
     return side
 
 
+def describe_models(names: list[str]) -> str:
+    """One line per model: its name, what it is, and its options with their defaults."""
+    from unetlab.models.registry import get_entry
+
+    lines = []
+    for name in names:
+        entry = get_entry(name)
+        lines.append(f"{name}: {entry.summary}")
+        lines.append(f"  options: {entry.describe_options()}")
+    return "\n".join(lines)
+
+
 @click.command("summary", epilog=f"Models: {', '.join(list_models())}.")
-@click.argument("model")
+@click.argument("model", required=False)
 @click.option("--input", "input_size", metavar="CxHxW", help="Input size (default: 3x512x512).")
 @model_option_flags()
 @click.option("--line", is_flag=True, help="Print only a one-line summary.")
 def summary(
-    model: str, input_size: str | None, classes: int | None, options: tuple[str, ...], line: bool
+    model: str | None,
+    input_size: str | None,
+    classes: int | None,
+    options: tuple[str, ...],
+    line: bool,
 ) -> None:
-    """Show the layers, parameters and forward GFLOPs of MODEL.
+    """Show the layers, parameters and forward GFLOPs of MODEL, and its options.
 
-    MODEL is a model name (listed below), a checkpoint file or a run folder. Options go
-    to the model builder, e.g. -o base=32 -o padding=valid for unet.
+    MODEL is a model name (listed below), a checkpoint file or a run folder; without MODEL
+    every model is listed with its options. Options go to the model builder, e.g. -o base=32
+    -o padding=valid for unet (in a config: model.options).
     """
+    if model is None:
+        click.echo(describe_models(list_models()))
+        return
     size = parse_shape(input_size)
     is_name = model in list_models()
     if not is_name and (classes is not None or options):
@@ -75,4 +95,9 @@ def summary(
                 hint="pass an --input size from the message",
             ) from None
     result = summarize(net, shape)
-    click.echo(result.line() if line else str(result))
+    if line:
+        click.echo(result.line())
+        return
+    click.echo(str(result))
+    if is_name:
+        click.echo(describe_models([model]))

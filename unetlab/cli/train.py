@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from unetlab.errors import UnetlabError
+from unetlab.cli.options import threads_option
 
 EXIT_INTERRUPTED = 130
 
@@ -43,7 +43,13 @@ EXIT_INTERRUPTED = 130
     "--orientation", type=click.Choice(["auto", "free", "upright"]), default="auto",
     help="For planning: do images have a canonical up? (see 'unetlab plan --help')",
 )
-@click.option("--dry-run", is_flag=True, help="Print the resolved configuration and exit.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check everything training would (dataset, classes, channels, model options, patch "
+    "size, weights), print the resolved configuration and exit (exit 2 on a problem).",
+)
+@threads_option
 def train(
     config: Path | None,
     data_root: str | None,
@@ -66,107 +72,38 @@ def train(
     Examples:
       unetlab train --data ../shared/datasets/weizmann_horse --budget 20m   (planned)
       unetlab train --preset isbi2012 --data ../shared/datasets/isbi2012
-      unetlab train my_run.yaml --set optim.lr=3e-4 --set data.batch_size=8
+      unetlab train examples/config.yaml --set optim.lr=3e-4 --set data.batch_size=8
+      unetlab train --preset camvid --model resnet50_unet --data DATA --dry-run
       unetlab train --resume runs/isbi2012-unet
       torchrun --nproc_per_node=4 -m unetlab.cli.main train my_run.yaml   (4 GPUs)
+      unetlab train runs/NAME/config.yaml   (the same run again, from any folder)
     """
-    from unetlab.engine.config import load_config
-    from unetlab.engine.trainer import run_dir_of
+    from unetlab.api import planned_config, run_config
     from unetlab.engine.trainer import train as run_training
 
-    options = _options(data_root, model, epochs, batch_size, device, name, out_dir)
-    if resume is not None:
-        if config is not None or preset is not None:
-            raise UnetlabError(
-                "--resume continues a run with its own config.yaml; it cannot be combined "
-                "with a CONFIG file or --preset",
-                resume,
-                "leave out CONFIG/--preset (use --set or --epochs to change fields)",
-            )
-        config = run_dir_of(resume) / "config.yaml"
     extra_files: dict[str, str] = {}
-    source: Path | dict[str, Any] | None = config
-    if budget is not None:
-        from unetlab.plan import parse_budget
-
-        seconds = parse_budget(budget)
-        if config is None and preset is None and resume is None:
-            source, extra_files = _planned(data_root, seconds, device, orientation)
-        else:
-            options.setdefault("train", {})["time_limit_minutes"] = seconds / 60.0
-            options["train"].setdefault("epochs", 100_000)  # the clock ends the run
-    cfg = load_config(source, preset=preset, options=options, overrides=overrides)
+    source: Any = config
+    if budget is not None and config is None and preset is None and resume is None:
+        source, extra_files = planned_config(
+            data_root, budget, device=device, orientation=orientation, log=click.echo
+        )
+        budget = None  # the plan's time limit already leaves out the planning time
+    cfg = run_config(
+        source, preset=preset, data=data_root, model=model, epochs=epochs,
+        batch_size=batch_size, device=device, name=name, out_dir=out_dir,
+        overrides=overrides, resume=resume, budget=budget,
+    )  # fmt: skip
     if dry_run:
         import yaml
 
-        click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False), nl=False)
+        from unetlab.engine.dryrun import plan_run
+
+        plan = plan_run(cfg, resume=resume)
+        comments = "".join(f"# {line}\n" for line in plan.summary().splitlines())
+        click.echo(comments + yaml.safe_dump(plan.config.to_dict(), sort_keys=False), nl=False)
         return 0
     result = run_training(cfg, resume=resume, extra_files=extra_files)
     return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
-
-
-def _planned(
-    data_root: str | None, seconds: float, device: str | None, orientation: str
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Plan the run (its config, and plan.yaml with the reasons for the run folder)."""
-    from unetlab.plan import plan_dataset, plan_to_yaml
-
-    if data_root is None:
-        raise UnetlabError(
-            "--budget without a config or preset plans a run for a dataset: pass --data DIR",
-            hint="e.g. unetlab train --data ../shared/datasets/isbi2012 --budget 20m",
-        )
-    made = plan_dataset(
-        data_root, seconds, device=device or "auto", orientation=orientation,  # type: ignore[arg-type]
-        log=click.echo,
-    )
-    text = plan_to_yaml(made)
-    click.echo(text)
-    return made.config, {"plan.yaml": text}
-
-
-def _options(
-    data_root: str | None,
-    model: str | None,
-    epochs: int | None,
-    batch_size: int | None,
-    device: str | None,
-    name: str | None,
-    out_dir: str | None,
-) -> dict[str, Any]:
-    """The command-line options as a nested config dict (only those given)."""
-    values = {
-        ("data", "root"): data_root,
-        ("model", "name"): model,
-        ("train", "epochs"): epochs,
-        ("data", "batch_size"): batch_size,
-        ("train", "device"): device,
-        ("name",): name,
-        ("out_dir",): out_dir,
-    }
-    nested: dict[str, Any] = {}
-    for path, value in values.items():
-        if value is None:
-            continue
-        node = nested
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return nested
-
-
-def _quiet_cpu_threads() -> None:
-    """Let idle OpenMP threads sleep instead of spinning (unless the user chose otherwise).
-
-    On a small, busy CPU (a laptop, a shared CI runner) spinning threads fight the other
-    processes for the cores: measured on 2 shared cores, a demo-sized U-Net step ran 2-4x
-    slower with the default. Only effective before torch is first imported.
-    """
-    import os
-    import sys
-
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @click.command(context_settings={"show_default": True})
@@ -178,9 +115,9 @@ def _quiet_cpu_threads() -> None:
 )
 @click.option("--minutes", default=0.75, type=float, help="Training time budget.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@threads_option
 def demo(out: Path, minutes: float, device: str) -> int:
     """Make a synthetic shapes dataset, train a small U-Net on it, evaluate and predict."""
-    _quiet_cpu_threads()
     from unetlab.engine.demo import run_demo
 
     summary = run_demo(out, minutes=minutes, device=device)

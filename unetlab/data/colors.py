@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from PIL import Image
 
 Color = tuple[int, int, int]
+
+CLASS_LINE = re.compile(
+    r"^(?P<name>.*?)[\s:,]+(?P<r>\d+)[\s,]+(?P<g>\d+)[\s,]+(?P<b>\d+)\s*$"
+)
+"""A ``classes.txt`` line with a colour: ``NAME R G B`` (whitespace, commas or a colon)."""
+
+
+def class_lines(text: str) -> list[tuple[int, str, Color | None]]:
+    """The classes of a ``classes.txt``: ``(line number, name, colour or None)`` per class, in
+    index order; blank lines and ``#`` comments are skipped."""
+    found = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            found.append((number, *split_class_line(line)))
+    return found
+
+
+def split_class_line(line: str) -> tuple[str, Color | None]:
+    """``"sky 128 128 128"`` -> ``("sky", (128, 128, 128))``; ``"sky"`` -> ``("sky", None)``."""
+    match = CLASS_LINE.match(line.strip())
+    if match is None or not match["name"].strip():
+        return line.strip(), None
+    return match["name"].strip(), (int(match["r"]), int(match["g"]), int(match["b"]))
 
 
 def voc_colormap(n: int = 256) -> list[Color]:

@@ -1,7 +1,7 @@
 """Small converters that turn what users have into what unetlab reads.
 
-- :func:`make_splits`: train/val id lists from the files present (like VOC projects'
-  ``voc_annotation.py``: shuffled with a fixed seed, 10% val by default);
+- :func:`make_splits`: train/val (and test, or k-fold) id lists from the files present (like
+  VOC projects' ``voc_annotation.py``: shuffled with a fixed seed, 10% val by default);
 - :func:`fix_binary_masks`: 0/255 masks -> 0/1 (255 means 'ignore' to unetlab);
 - :func:`tiff_stack_to_slices`: a multi-page TIFF (an EM volume, a label stack) -> one PNG
   per page, 8- or 16-bit as stored.
@@ -18,27 +18,41 @@ from PIL import Image, ImageSequence
 
 from unetlab import IGNORE_INDEX
 from unetlab.data.colors import mask_palette
-from unetlab.data.io import is_image_file, open_image, read_mask, write_mask
+from unetlab.data.io import is_image_file, open_image, read_mask, write_mask, write_text
 from unetlab.data.layouts import dataset_info
 from unetlab.data.problems import UNREADABLE, DataFileError, present_values, shorten
 from unetlab.errors import UnetlabError
 
 
 def make_splits(
-    root: str | Path, val_fraction: float = 0.1, seed: int = 0, overwrite: bool = False
+    root: str | Path,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    overwrite: bool = False,
+    *,
+    test_fraction: float = 0.0,
+    folds: int = 0,
 ) -> dict[str, list[str]]:
-    """Write ``train.txt`` and ``val.txt`` listing every id that has both an image and a mask.
+    """Write split lists of every id that has both an image and a mask; returns them by name.
 
     Plain layout: ``ROOT/splits/``; VOC layout: ``ImageSets/Segmentation/``. The ids are
-    shuffled with ``seed`` (same files + same seed = same split), at least one goes to val when
-    ``val_fraction > 0``, and each list is written sorted. Existing split files are kept unless
-    ``overwrite``: an official split is not something to lose by accident.
+    shuffled with ``seed`` (same files + same seed = same split). ``test_fraction`` of them go
+    to ``test.txt`` first (held out of everything else). Then either ``val_fraction`` (of all
+    ids) to ``val.txt`` and the rest to ``train.txt``, or, with ``folds`` K >= 2, K folds of the
+    rest: ``fold<i>_val.txt`` is fold i and ``fold<i>_train.txt`` the other folds (train on one
+    with ``--set data.train_split=fold1_train --set data.val_split=fold1_val``), and
+    ``train.txt``/``val.txt`` are fold 0. A fraction above 0 holds out at least one id, and each
+    list is written sorted. Existing split files are kept unless ``overwrite``: an official
+    split is not something to lose by accident.
     """
     info = dataset_info(root)
-    if not 0.0 <= val_fraction < 1.0:
-        raise UnetlabError(
-            f"val fraction must be in [0, 1), got {val_fraction}", hint="e.g. 0.1 for 10%"
-        )
+    for what, fraction in (("val", val_fraction), ("test", test_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise UnetlabError(
+                f"{what} fraction must be in [0, 1), got {fraction}", hint="e.g. 0.1 for 10%"
+            )
+    if folds == 1 or folds < 0:
+        raise UnetlabError(f"folds must be 0 (no folds) or at least 2, got {folds}")
     ids = sorted(set(info.images) & set(info.masks))
     if not ids:
         raise UnetlabError(
@@ -46,29 +60,59 @@ def make_splits(
             info.root,
             "name each mask like its image (a.jpg -> a.png)",
         )
-    existing = [info.split_file(s) for s in ("train", "val") if info.split_file(s).exists()]
+    shuffled = list(ids)
+    random.Random(seed).shuffle(shuffled)
+    n_test = _held_out(len(ids), test_fraction)
+    test, rest = shuffled[:n_test], shuffled[n_test:]
+    splits: dict[str, list[str]] = {}
+    if folds:
+        if len(rest) < folds:
+            raise UnetlabError(
+                f"{len(rest)} labelled image(s) outside the test split: too few for {folds} "
+                "folds",
+                info.root,
+                "use fewer folds (--folds) or a smaller --test",
+            )
+        parts = [rest[index::folds] for index in range(folds)]
+        for index, part in enumerate(parts):
+            held = set(part)
+            splits[f"fold{index}_train"] = sorted(i for i in rest if i not in held)
+            splits[f"fold{index}_val"] = sorted(part)
+        splits = {"train": splits["fold0_train"], "val": splits["fold0_val"], **splits}
+    else:
+        n_val = _held_out(len(ids), val_fraction)
+        if n_val and len(rest) < 2:
+            raise UnetlabError(
+                f"only {len(rest)} labelled image(s) outside the test split: too few to hold "
+                "some out for validation",
+                info.root,
+                "add images, or use --val 0 to put everything in train",
+            )
+        n_val = min(n_val, len(rest) - 1)
+        splits = {"train": sorted(rest[n_val:]), "val": sorted(rest[:n_val])}
+    if test_fraction > 0:
+        if not rest:
+            raise UnetlabError(
+                f"only {len(ids)} labelled image(s): too few to hold some out for testing",
+                info.root,
+                "add images, or leave out --test",
+            )
+        splits["test"] = sorted(test)
+    existing = [info.split_file(s) for s in splits if info.split_file(s).exists()]
     if existing and not overwrite:
         raise UnetlabError(
             f"split files exist already ({', '.join(str(p) for p in existing)})",
             info.root,
             "keep them, or pass --force (overwrite=True) to write a new split",
         )
-    n_val = 0
-    if val_fraction > 0:
-        if len(ids) < 2:
-            raise UnetlabError(
-                f"only {len(ids)} labelled image: too few to hold some out for validation",
-                info.root,
-                "add images, or use --val 0 to put everything in train",
-            )
-        n_val = min(max(1, round(len(ids) * val_fraction)), len(ids) - 1)
-    shuffled = list(ids)
-    random.Random(seed).shuffle(shuffled)
-    splits = {"train": sorted(shuffled[n_val:]), "val": sorted(shuffled[:n_val])}
-    info.split_dir.mkdir(parents=True, exist_ok=True)
     for name, split_ids in splits.items():
-        info.split_file(name).write_text("".join(f"{i}\n" for i in split_ids), encoding="utf-8")
+        write_text(info.split_file(name), "".join(f"{i}\n" for i in split_ids))
     return splits
+
+
+def _held_out(count: int, fraction: float) -> int:
+    """How many of ``count`` ids a fraction holds out: rounded, at least one when above 0."""
+    return max(1, round(count * fraction)) if fraction > 0 else 0
 
 
 @dataclass

@@ -200,6 +200,29 @@ def write_mask(path: str | Path, mask: np.ndarray, palette: Sequence[Color] | No
     return path
 
 
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically (temp file + rename), with the permissions the user's
+    umask gives a new file (``mkstemp`` alone would make it private)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _gray_from_colour(array: np.ndarray, path: Path, mode: str) -> np.ndarray:
     """A colour mask is accepted only when it is really gray (equal channels, opaque)."""
     channels = 1 if mode in ("LA", "La", "PA") else 3

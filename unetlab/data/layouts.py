@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from unetlab.data.colors import Color, mask_palette, voc_colormap
+from unetlab.data.colors import Color, class_lines, mask_palette, voc_colormap
 from unetlab.data.io import IMAGE_EXTENSIONS, is_image_file
 from unetlab.errors import UnetlabError
 
@@ -233,7 +233,7 @@ def _class_names(folders: list[Path]) -> tuple[list[str] | None, Path | None]:
     for folder in folders:
         path = folder / "classes.txt"
         if path.is_file():
-            names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-            names = [name for name in names if name]
+            # a "NAME R G B" line (the palette of 'unetlab data rgb-to-index') names NAME
+            names = [name for _, name, _ in class_lines(path.read_text(encoding="utf-8"))]
             return (names or None), path
     return None, None

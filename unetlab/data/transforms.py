@@ -41,17 +41,28 @@ PatchSize = int | tuple[int, int]
 class AugmentConfig(BaseModel):
     """Training augmentation options (embedded in the run configuration as ``data.augment``)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+    )
 
     hflip: bool = True
-    vflip: bool = False  # on for images without an "up" (microscopy, aerial)
-    rotate90: bool = False  # likewise; needs a square patch
-    scale_range: tuple[float, float] = Field((0.75, 1.25))  # random zoom factor; (1, 1) = off
-    elastic: float = Field(0.0, ge=0.0, le=1.0)  # probability per sample (true = 1, false = 0)
-    elastic_std: float = Field(10.0, ge=0.0)  # displacement std in pixels (paper: 10)
-    elastic_sigma: float = Field(10.0, gt=0.0)  # smoothness of the displacement field, pixels
-    brightness: float = Field(0.2, ge=0.0, le=1.0)  # max brightness shift, fraction of full scale
-    contrast: float = Field(0.2, ge=0.0, le=1.0)  # max contrast change, fraction
+    """Random horizontal flips."""
+    vflip: bool = False
+    """Random vertical flips: for images without an "up" (microscopy, aerial)."""
+    rotate90: bool = False
+    """Random 90-degree rotations (likewise; needs a square patch)."""
+    scale_range: tuple[float, float] = Field((0.75, 1.25))
+    """Random zoom factor before cropping; ``[1, 1]``: off."""
+    elastic: float = Field(0.0, ge=0.0, le=1.0)
+    """Probability of an elastic deformation per sample (true = 1, false = 0)."""
+    elastic_std: float = Field(10.0, ge=0.0)
+    """Elastic displacement std in pixels (the U-Net paper: 10)."""
+    elastic_sigma: float = Field(10.0, gt=0.0)
+    """Smoothness of the elastic displacement field, in pixels."""
+    brightness: float = Field(0.2, ge=0.0, le=1.0)
+    """Largest brightness shift, as a fraction of full scale."""
+    contrast: float = Field(0.2, ge=0.0, le=1.0)
+    """Largest contrast change, as a fraction."""
 
     @field_validator("elastic", mode="before")
     @classmethod

@@ -81,9 +81,11 @@ def resolve_data(cfg: RunConfig, report: Any) -> tuple[RunConfig, DataSpec]:
 
 
 def build_network(cfg: RunConfig, pretrained: bool) -> nn.Module:
-    """The model of ``cfg`` (one output channel for a binary loss); encoder weights from
-    ``model.pretrained`` only when a run starts (a resumed run has its own weights)."""
-    from unetlab.models import build_model
+    """The model of ``cfg`` (one output channel for a binary loss). With ``pretrained`` (when a
+    run starts; a resumed run has its own weights): encoder weights from ``model.pretrained``,
+    then whole-model weights from ``model.init_weights``; the loaders' key reports are kept as
+    ``model.pretrained_report`` and ``model.init_report``."""
+    from unetlab.models import build_model, load_model_weights
 
     options = dict(cfg.model.options)
     if pretrained and cfg.model.pretrained:
@@ -91,7 +93,12 @@ def build_network(cfg: RunConfig, pretrained: bool) -> nn.Module:
     from unetlab.artifacts.card import channels_for_classes
 
     outputs = channels_for_classes(int(cfg.data.num_classes or 2), single_channel=cfg.binary)
-    return build_model(cfg.model.name, outputs, in_channels=cfg.model.in_channels or 3, **options)
+    model = build_model(
+        cfg.model.name, outputs, in_channels=cfg.model.in_channels or 3, **options
+    )
+    if pretrained and cfg.model.init_weights:
+        model.init_report = load_model_weights(model, cfg.model.init_weights)
+    return model
 
 
 def check_patch_size(model: nn.Module, patch: tuple[int, int], model_name: str) -> None:

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from unetlab.data.transforms import AugmentConfig
 from unetlab.errors import UnetlabError
@@ -35,16 +43,24 @@ METRICS = ("miou", "val_loss", "pixel_acc", "train_loss")
 
 
 class Section(BaseModel):
-    """A config section: unknown fields are errors, values are re-checked on assignment."""
+    """A config section: unknown fields are errors, values are re-checked on assignment.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    The string under each field is its description: ``docs/config.md`` is generated from them
+    (``python -m unetlab.engine.config_reference``).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+    )
 
 
 class NormalizationConfig(Section):
     """Per-channel mean and std in [0, 1] intensity units (see ``unetlab.data.preprocess``)."""
 
     mean: list[float]
+    """One mean per image channel, in [0, 1] intensity units (pixel / full scale)."""
     std: list[Annotated[float, Field(gt=0)]]
+    """One standard deviation per channel, same units."""
 
     @model_validator(mode="after")
     def _same_length(self) -> NormalizationConfig:
@@ -57,17 +73,31 @@ class DataConfig(Section):
     """Where the images are and how they are fed to the network."""
 
     root: str | None = None
+    """The dataset folder (plain or VOC layout); relative paths are read from the working
+    folder, and the run's saved ``config.yaml`` stores it absolute."""
     train_split: str = "train"
+    """Split list to train on (``splits/<name>.txt``, or VOC's ``ImageSets/Segmentation``)."""
     val_split: str = "val"
-    num_classes: PositiveInt | None = None  # None: read from the dataset
-    class_names: list[str] | None = None  # None: classes.txt of the dataset, else "class i"
-    patch_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 256  # training crop, H x W
-    batch_size: PositiveInt = 4  # per process: the global batch is batch_size x processes
+    """Split list to validate on (and to pick the best checkpoint by)."""
+    num_classes: PositiveInt | None = None
+    """Number of classes; null: from ``classes.txt``, else the largest mask value + 1."""
+    class_names: list[str] | None = None
+    """One name per class in index order; null: ``classes.txt``, else ``class 0``, ..."""
+    patch_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 256
+    """Training crop: one side, or ``[height, width]``; a multiple of the model's stride."""
+    batch_size: PositiveInt = 4
+    """Crops per step and process: the global batch is ``batch_size`` x processes."""
     val_batch_size: PositiveInt = 1
-    repeat: PositiveInt = 1  # passes over the training images per epoch (small datasets)
+    """Validation images per forward pass (whole images: they must share a size)."""
+    repeat: PositiveInt = 1
+    """Passes over the training images per epoch (more crops per epoch of a small dataset)."""
     num_workers: Annotated[int, Field(ge=0)] = 2
+    """Data-loading worker processes (0: load in the training process)."""
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    normalization: NormalizationConfig | None = None  # None: Normalization.default_for(channels)
+    """Training augmentation (flips, rotations, scale, elastic, brightness/contrast)."""
+    normalization: NormalizationConfig | None = None
+    """Per-channel mean and std; null: ImageNet's for RGB images (what pretrained encoders
+    expect), 0.5/0.5 per channel otherwise (the resolved values are saved)."""
 
     @property
     def patch_hw(self) -> tuple[int, int]:
@@ -89,9 +119,20 @@ class ModelConfig(Section):
     """Which architecture (``unetlab.models.list_models()``) with which options."""
 
     name: str = "unet"
+    """Architecture: one of ``unetlab summary``'s model names (unet, vgg16_unet, ...)."""
     options: dict[str, Any] = Field(default_factory=dict)
-    pretrained: str | None = None  # encoder weights: a path or URL, used when training starts
-    in_channels: PositiveInt | None = None  # None: from the images
+    """The model's options (``unetlab summary NAME`` lists them with their defaults). A
+    higher layer that changes ``name`` drops the options given below it; ``{}`` or null
+    resets them."""
+    pretrained: str | None = None
+    """Encoder weights when training starts: a file, a ``file://`` or ``http(s)://`` URL, or
+    ``imagenet``; the loader reports loaded, missing and unexpected keys."""
+    init_weights: str | None = None
+    """Initial weights of the whole model when training starts: a state dict file (plain,
+    ``{"state_dict": ...}``, DDP-prefixed, or a unetlab checkpoint), loaded with
+    ``weights_only=True``; keys that do not fit are reported, not loaded."""
+    in_channels: PositiveInt | None = None
+    """Image channels; null: read from the images."""
 
     @field_validator("name")
     @classmethod
@@ -100,26 +141,39 @@ class ModelConfig(Section):
 
         return known_name(value, list_models(), "model")
 
+    @field_validator("options", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
 
 class WeightMapConfig(Section):
     """The U-Net paper's per-pixel weights: class balance plus ``w0`` in gaps between objects."""
 
     w0: NonNegativeFloat = 10.0
+    """Weight of the border term between touching objects (the paper: 10)."""
     sigma: PositiveFloat = 5.0
+    """Width of the border term, in pixels (the paper: about 5)."""
     object_classes: list[int] = Field(default_factory=lambda: [1])
-    # w_c: weigh each class by (most frequent class's pixels) / (its pixels), per mask, as the
-    # paper does; it makes the argmax favour the rare class (thicker membranes on ISBI)
+    """Classes whose connected components are the objects that border terms separate."""
     class_balance: bool = True
+    """w_c: weigh each class by (most frequent class's pixels) / (its pixels), per mask, as the
+    paper does; it makes the argmax favour the rare class (thicker membranes on ISBI)."""
 
 
 class LossConfig(Section):
     """The loss (``unetlab.losses.build_loss``), class weights and the optional weight map."""
 
     name: str = "ce"
+    """ce, bce (one output channel), dice, ce_dice, focal or weighted_ce (needs weight_map)."""
     options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the loss (e.g. ``gamma`` for focal, ``beta`` for dice); null resets them."""
     class_weights: Literal["auto"] | list[NonNegativeFloat] | None = None
+    """One weight per class, or ``auto`` from the training masks' pixel counts."""
     class_weight_method: Literal["inverse", "median", "sqrt_inverse"] = "median"
+    """How ``auto`` turns pixel frequencies into weights (median: SegNet's median frequency)."""
     weight_map: WeightMapConfig | None = None
+    """The U-Net paper's per-pixel weight map (for weighted_ce)."""
 
     @field_validator("name")
     @classmethod
@@ -128,54 +182,99 @@ class LossConfig(Section):
 
         return known_name(value, list_losses(), "loss")
 
+    @field_validator("options", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
 
 class OptimConfig(Section):
+    """The optimizer (all parameters; frozen ones are skipped while they have no gradient)."""
+
     name: Literal["adam", "adamw", "sgd"] = "adamw"
+    """The optimizer."""
     lr: PositiveFloat = 1e-3
+    """Peak learning rate (after warm-up); scale it yourself with the global batch."""
     weight_decay: NonNegativeFloat = 1e-4
-    momentum: NonNegativeFloat = 0.9  # sgd only
-    nesterov: bool = False  # sgd only
-    grad_clip: PositiveFloat | None = None  # max total gradient norm
+    """L2 penalty (decoupled for adamw)."""
+    momentum: NonNegativeFloat = 0.9
+    """sgd only."""
+    nesterov: bool = False
+    """sgd only."""
+    grad_clip: PositiveFloat | None = None
+    """Largest total gradient norm; null: no clipping."""
 
 
 class ScheduleConfig(Section):
     """Learning rate over the run, updated every step (see :mod:`unetlab.engine.schedule`)."""
 
     name: Literal["cosine", "step", "poly", "constant"] = "cosine"
+    """The decay after warm-up."""
     warmup_epochs: NonNegativeFloat = 0.0
-    warmup_steps: Annotated[int, Field(ge=0)] = 0  # used when warmup_epochs is 0
-    step_size: PositiveFloat = 30.0  # epochs between drops (step)
-    gamma: PositiveFloat = 0.1  # factor per drop (step)
-    power: PositiveFloat = 0.9  # poly exponent
+    """Linear warm-up from 0, in epochs (fractions allowed)."""
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    """Linear warm-up in steps, used when warmup_epochs is 0."""
+    step_size: PositiveFloat = 30.0
+    """step: epochs between drops."""
+    gamma: PositiveFloat = 0.1
+    """step: factor per drop."""
+    power: PositiveFloat = 0.9
+    """poly: the exponent."""
     min_lr: NonNegativeFloat = 0.0
+    """The rate at the end of cosine and poly."""
 
 
 class EarlyStoppingConfig(Section):
-    patience: PositiveInt = 10  # validations without improvement before stopping
+    """Stop when the best metric has not improved for a while."""
+
+    patience: PositiveInt = 10
+    """Validations without improvement before stopping."""
     min_delta: NonNegativeFloat = 0.0
+    """Smallest change that counts as an improvement."""
 
 
 class TrainConfig(Section):
+    """The loop: length, validation, the best checkpoint, precision, device, limits."""
+
     epochs: PositiveInt = 50
+    """Passes over the training split (times data.repeat)."""
     val_every: PositiveInt = 1
+    """Validate every N epochs (and always after the last one)."""
     best_metric: str = "miou"
-    mode: Literal["auto", "max", "min"] = "auto"  # auto: min for losses, max otherwise
+    """What best.pt is chosen by: miou, val_loss, pixel_acc, train_loss or iou_<class name>."""
+    mode: Literal["auto", "max", "min"] = "auto"
+    """Whether best_metric is maximised; auto: min for losses, max otherwise."""
     early_stopping: EarlyStoppingConfig | None = None
+    """null: train all epochs."""
     freeze_encoder_epochs: Annotated[int, Field(ge=0)] = 0
+    """Keep the encoder's weights and batch-norm statistics fixed for the first N epochs
+    (encoder models only)."""
     unfreeze_batch_size: PositiveInt | None = None
-    # auto: bf16 (or fp16 + scaler) on CUDA, off on CPUs; bf16 also runs on CPUs (fast with AMX)
+    """Batch size once the encoder is unfrozen (it needs more memory); null: unchanged."""
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    # NHWC convolutions: auto = on CPUs (1.3-1.9x faster steps measured, docs/benchmarks.md)
-    # and on GPUs under amp; off elsewhere
+    """Mixed precision. auto: bf16 (or fp16 with a gradient scaler) on CUDA; on CPUs measured
+    at the start of the run: bf16 where a timed step of this model is at least 10% faster,
+    else off (the choice is written into the run's config.yaml)."""
     channels_last: Literal["auto"] | bool = "auto"
+    """NHWC convolutions. auto: on CPUs (1.3-1.9x faster steps measured, docs/benchmarks.md)
+    and on GPUs under amp; off elsewhere."""
     device: str = "auto"
+    """auto, cpu, cuda or cuda:N (under torchrun each process takes cuda:LOCAL_RANK)."""
     seed: int = 0
+    """Seeds the weights, the data order and the augmentation."""
     deterministic: bool = False
-    sync_bn: bool = False  # distributed CUDA runs only
-    time_limit_minutes: PositiveFloat | None = None  # training + validation, wall clock
+    """Deterministic kernels only (slower; some operations refuse)."""
+    sync_bn: bool = False
+    """Synchronise batch norm across processes (distributed CUDA runs only)."""
+    time_limit_minutes: PositiveFloat | None = None
+    """Stop after this much training + validation time (wall clock), with a resumable
+    last.pt; the learning-rate decay follows the clock."""
     max_steps_per_epoch: PositiveInt | None = None
-    log_every: PositiveInt = 20  # steps between log lines when the output is not a terminal
-    num_predictions: Annotated[int, Field(ge=0)] = 4  # val images saved to predictions/
+    """Cut each epoch after N steps; null: the whole split."""
+    log_every: PositiveInt = 20
+    """Steps between log lines when the output is not a terminal."""
+    num_predictions: Annotated[int, Field(ge=0)] = 4
+    """Validation images drawn as image | truth | prediction panels in predictions/."""
 
     @field_validator("amp", mode="before")
     @classmethod
@@ -207,15 +306,26 @@ class TrainConfig(Section):
 class RunConfig(Section):
     """Everything a training run needs; ``unetlab train`` writes it to ``RUN/config.yaml``."""
 
-    name: str | None = None  # None: <dataset>-<model>, numbered if the folder exists
+    name: str | None = None
+    """The run folder's name; null: ``<dataset>-<model>``. Numbered (``NAME-2``) when the
+    folder exists."""
     out_dir: str = "runs"
+    """The folder that holds the run folders (stored absolute in the run's config.yaml)."""
     preset: str | None = None
+    """A preset the other values are layered on: camvid, demo or isbi2012."""
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """What building this config decided for the user (e.g. options it dropped); the
+        trainer and ``train --dry-run`` print them."""
+        return self._notes
 
     @property
     def binary(self) -> bool:
@@ -236,11 +346,19 @@ class RunConfig(Section):
 # ---------------------------------------------------------------- building a config from layers
 
 
+class Replace(dict):
+    """A mapping that replaces, instead of merging into, the value below it: what ``--set
+    model.options={...}`` gives (``--set model.options.base=8`` still merges)."""
+
+
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``update`` over ``base``; nested mappings merge, everything else is replaced."""
+    """``update`` over ``base``; nested mappings merge (unless :class:`Replace`), everything
+    else is replaced."""
     merged = dict(base)
     for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+        if isinstance(value, Replace):
+            merged[key] = deep_merge({}, value)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
@@ -248,7 +366,11 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """``["optim.lr=0.01", "data.patch_size=[128, 96]"]`` -> a nested dict (YAML values)."""
+    """``["optim.lr=0.01", "data.patch_size=[128, 96]"]`` -> a nested dict (YAML values).
+
+    A mapping value (``model.options={base: 8}``, ``{}``) is a :class:`Replace`: it sets the
+    field to exactly that mapping.
+    """
     result: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -268,7 +390,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise UnetlabError(f"the override {item!r} conflicts with another override")
-        node[parts[-1]] = value
+        node[parts[-1]] = Replace(value) if isinstance(value, dict) else value
     return result
 
 
@@ -296,7 +418,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise UnetlabError(
             f"a config must be a mapping of sections, got {type(values).__name__}",
             path,
-            "see 'unetlab train --help' and the presets in unetlab/presets for examples",
+            "see examples/config.yaml and docs/config.md for the sections and fields",
         )
     return values
 
@@ -338,14 +460,47 @@ def load_config(
     if preset_name:
         layers.append((f"preset '{preset_name}'", get_preset(preset_name)))
     merged: dict[str, Any] = {}
-    for _, values in reversed(layers):
+    notes: list[str] = []
+    for origin, values in reversed(layers):
+        merged = _drop_options_of_replaced_model(merged, values, origin, notes)
         merged = deep_merge(merged, values)
     if preset_name:
         merged["preset"] = preset_name
     try:
-        return RunConfig.model_validate(merged)
+        config = RunConfig.model_validate(merged)
     except ValidationError as exc:
         raise config_error(exc, layers) from None
+    config.notes.extend(notes)
+    return config
+
+
+def _drop_options_of_replaced_model(
+    merged: dict[str, Any], layer: Mapping[str, Any], origin: str, notes: list[str]
+) -> dict[str, Any]:
+    """When ``layer`` names another model than the layers below it, their model options (which
+    belong to the old model) are dropped, and a note says so."""
+    new_model = layer.get("model")
+    old_model = merged.get("model")
+    if not isinstance(new_model, Mapping) or not isinstance(old_model, Mapping):
+        return merged
+    old_name = old_model.get("name", ModelConfig.model_fields["name"].default)
+    new_name = new_model.get("name", old_name)
+    old_options = old_model.get("options")
+    if new_name == old_name or not old_options or not isinstance(old_options, Mapping):
+        return merged
+    from unetlab.models import list_models, model_options
+
+    shown = ", ".join(f"{key}={value!r}" for key, value in old_options.items())
+    accepted = (
+        ", ".join(f"{k}={v!r}" for k, v in model_options(new_name).items()) or "none"
+        if new_name in list_models()
+        else "see 'unetlab summary'"
+    )
+    notes.append(
+        f"model '{new_name}' (from {origin}) replaces '{old_name}', so the options given for "
+        f"'{old_name}' were dropped ({shown}); the options of '{new_name}' are: {accepted}"
+    )
+    return {**merged, "model": {k: v for k, v in old_model.items() if k != "options"}}
 
 
 def config_error(exc: ValidationError, layers: list[tuple[str, dict]]) -> UnetlabError:
@@ -375,8 +530,8 @@ def config_error(exc: ValidationError, layers: list[tuple[str, dict]]) -> Unetla
     return UnetlabError(
         f"invalid run configuration{where}: " + "; ".join(problems),
         source,
-        "fix the field(s) named above; 'unetlab train --help' lists the options and "
-        "unetlab/engine/config.py documents every section",
+        "fix the field(s) named above; docs/config.md lists every field and "
+        "examples/config.yaml shows them in use",
     )
 
 

@@ -21,7 +21,7 @@ def encoder_of(model: nn.Module, model_name: str) -> nn.Module:
         raise UnetlabError(
             f"train.freeze_encoder_epochs needs a model with a pretrained encoder, and "
             f"'{model_name}' has none",
-            hint="choose an encoder model (see 'unetlab summary --list') or set "
+            hint="choose an encoder model (see 'unetlab summary') or set "
             "train.freeze_encoder_epochs=0",
         )
     return encoder

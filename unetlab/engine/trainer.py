@@ -149,21 +149,40 @@ def run_dir_of(resume: str | Path) -> Path:
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
-    """``out_dir/name``; without a name ``<dataset>-<model>``, numbered if it exists."""
+    """``out_dir/name`` (without a name ``<dataset>-<model>``), numbered ``-2``, ``-3`` ... when
+    that folder exists: a new run never writes into another run's folder."""
     name = cfg.name or f"{Path(cfg.data.root or 'data').resolve().name}-{cfg.model.name}"
     base = Path(cfg.out_dir) / name
-    if cfg.name:
-        if (base / "checkpoints" / "last.pt").exists():
-            raise UnetlabError(
-                "a run with this name already exists",
-                base,
-                f"resume it with 'unetlab train --resume {base}', or pick another --name",
-            )
-        return base
     candidate, number = base, 2
     while candidate.exists():
         candidate, number = base.with_name(f"{base.name}-{number}"), number + 1
     return candidate
+
+
+def located(cfg: RunConfig, run_dir: Path) -> RunConfig:
+    """``cfg`` as ``RUN/config.yaml`` stores it: the data root absolute, and the run's own name
+    and (absolute) parent folder, so ``unetlab train RUN/config.yaml`` works from any folder
+    (it starts a new run beside this one, numbered)."""
+    placed = cfg.model_copy(deep=True)
+    if placed.data.root is not None:
+        placed.data.root = str(Path(placed.data.root).expanduser().resolve())
+    placed.name = run_dir.name
+    placed.out_dir = str(run_dir.parent.expanduser().resolve())
+    return placed
+
+
+def check_full_batch(
+    num_images: int, batch_size: int, world_size: int, repeat: int, cfg: RunConfig
+) -> None:
+    """An epoch needs one full batch per process (the last incomplete batch is dropped)."""
+    per_process = -(-num_images * repeat // world_size)
+    if per_process < batch_size:
+        raise UnetlabError(
+            f"the '{cfg.data.train_split}' split has {num_images} images: not one full batch "
+            f"of {batch_size} per process ({world_size} process(es))",
+            cfg.data.root,
+            "lower data.batch_size, raise data.repeat, or add training images",
+        )
 
 
 class Trainer:
@@ -190,6 +209,7 @@ class Trainer:
             ),
         )
         self.cfg, self.spec = resolve_data(cfg, self.report)
+        self.cfg = located(self.cfg, self.run_dir)
         cfg = self.cfg
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         self.model = build_network(cfg, pretrained=resume is None).to(self.device)
@@ -306,14 +326,9 @@ class Trainer:
                 cfg.data.num_workers,
                 cfg.data.repeat,
             )
-            if len(self.loader) == 0:
-                raise UnetlabError(
-                    f"the '{cfg.data.train_split}' split has {len(self.train_set)} images: not "
-                    f"one full batch of {batch_size} per process ({self.context.world_size} "
-                    "process(es))",
-                    cfg.data.root,
-                    "lower data.batch_size, raise data.repeat, or add training images",
-                )
+            check_full_batch(
+                len(self.train_set), batch_size, self.context.world_size, cfg.data.repeat, cfg
+            )
         skip = self.state.step_in_epoch * batch_size
         self.sampler.set_epoch(epoch, skip=skip)
 
@@ -626,6 +641,12 @@ class Trainer:
             f"patch {self.patch[0]}x{self.patch[1]}"
             + (f"\n{self.amp_note}" if self.amp_note else "")
         )
+        for report_name in ("pretrained_report", "init_report"):
+            report = getattr(self.model, report_name, None)
+            if report is not None:
+                self.progress.info(str(report))
+        for note in cfg.notes:
+            self.progress.info(f"note: {note}")
 
     def _finish(self, stopped: str) -> RunResult:
         state = self.state

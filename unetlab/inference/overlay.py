@@ -44,28 +44,48 @@ def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return palette[labels]
 
 
-def blend(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
+BACKGROUND = 0
+"""The class an overlay leaves clear by default: index 0, background in the usual convention."""
+
+
+def blend(
+    image: np.ndarray,
+    labels: np.ndarray,
+    palette: np.ndarray,
+    alpha: float = 0.5,
+    clear: int | Sequence[int] | None = BACKGROUND,
+) -> np.ndarray:
     """The image with class colours laid over it: ``(1 - alpha) * image + alpha * colour``.
 
-    ``alpha`` 0 shows the image, 1 the colour mask. Computed in integers, in row chunks, so a
-    20000 x 20000 image needs no float copy.
+    ``alpha`` (the opacity) 0 shows the image, 1 the colour mask. Pixels of the ``clear``
+    class(es) (default: class 0, the background) keep the image as it is, so an overlay only
+    tints what was found instead of darkening everything; ``clear=None`` colours every class.
+    Computed in integers, in row chunks, so a 20000 x 20000 image needs no float copy.
     """
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     if image.shape[:2] != labels.shape:
         raise ValueError(f"image {image.shape[:2]} and labels {labels.shape} differ in size")
-    weight = round(alpha * 256)
+    weights = np.full(256, round(alpha * 256), np.uint16)
+    if clear is not None:
+        weights[np.atleast_1d(np.asarray(clear, dtype=np.int64))] = 0
     out = np.empty((*labels.shape, 3), np.uint8)
     for start in range(0, len(labels), ROWS_PER_CHUNK):
         rows = slice(start, start + ROWS_PER_CHUNK)
         picture = to_display(image[rows]).astype(np.uint16)
         colors = palette[labels[rows]].astype(np.uint16)
+        weight = weights[labels[rows]][:, :, None]
         out[rows] = (picture * (256 - weight) + colors * weight + 128) >> 8
     return out
 
 
 def save_overlay(
-    path: str | Path, image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float
+    path: str | Path,
+    image: np.ndarray,
+    labels: np.ndarray,
+    palette: np.ndarray,
+    alpha: float = 0.5,
+    clear: int | Sequence[int] | None = BACKGROUND,
 ) -> Path:
     """Write :func:`blend` as an image file (PNG, JPEG ... by the ending).
 
@@ -75,7 +95,7 @@ def save_overlay(
     import cv2
 
     path = Path(path)
-    bgr = blend(_reversed_channels(image), labels, palette[:, ::-1], alpha)
+    bgr = blend(_reversed_channels(image), labels, palette[:, ::-1], alpha, clear)
     ok, encoded = cv2.imencode(path.suffix or ".png", bgr)
     if not ok:
         raise ValueError(f"OpenCV cannot encode an image as '{path.suffix}'")

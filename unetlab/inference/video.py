@@ -28,6 +28,7 @@ class VideoResult:
     frames: int
     fps: float
     size: tuple[int, int]  # width, height
+    masks_dir: Path | None = None  # per-frame index masks, when asked for
 
 
 def _quiet_ffmpeg() -> None:
@@ -99,12 +100,21 @@ def predict_video(
     out_path: str | Path,
     alpha: float = 0.5,
     progress: bool = True,
+    masks_dir: str | Path | None = None,
 ) -> VideoResult:
     """Predict every frame (``predictor.options.batch_size`` frames per pass) and write the
-    colour overlay as a video next to ``out_path`` (codec from its ending: mp4v or XVID)."""
+    colour overlay as a video next to ``out_path`` (codec from its ending: mp4v or XVID).
+
+    With ``masks_dir``, each frame's labels are also written there as an index mask,
+    ``<video name>_<frame number, from 0>.png`` (a palette PNG in the class colours), for
+    measuring or post-processing frames; the lossy video is for looking at.
+    """
     import cv2
 
+    from unetlab.data.io import write_mask
+
     path, out_path = Path(path), Path(out_path)
+    masks_dir = None if masks_dir is None else Path(masks_dir)
     fourcc = FOURCC.get(out_path.suffix.lower())
     if fourcc is None:
         raise UnetlabError(
@@ -112,6 +122,7 @@ def predict_video(
         )
     fps, total = video_info(path)
     palette = make_palette(predictor.class_colors)
+    digits = max(6, len(str(total)))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     writer = None
     frames = 0
@@ -136,9 +147,15 @@ def predict_video(
                             )
                     overlay = blend(frame, prediction.labels, palette, alpha)
                     writer.write(np.ascontiguousarray(overlay[:, :, ::-1]))
+                    if masks_dir is not None:
+                        write_mask(
+                            masks_dir / f"{path.stem}_{frames:0{digits}d}.png",
+                            prediction.labels,
+                            palette.tolist(),
+                        )
                     frames += 1
                 bar.update(len(batch))
     finally:
         if writer is not None:
             writer.release()
-    return VideoResult(out_path, frames, fps, size)
+    return VideoResult(out_path, frames, fps, size, masks_dir)

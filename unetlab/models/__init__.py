@@ -22,7 +22,7 @@ from unetlab.models.padding import (
     valid_input_size,
     valid_output_size,
 )
-from unetlab.models.pretrained import LoadReport, load_encoder_weights
+from unetlab.models.pretrained import LoadReport, load_encoder_weights, load_model_weights
 from unetlab.models.registry import build_model, list_models, model_options, register_model
 from unetlab.models.summary import ModelSummary, summarize
 from unetlab.models.unet import UNet
@@ -40,6 +40,7 @@ __all__ = [
     "is_valid_input_size",
     "list_models",
     "load_encoder_weights",
+    "load_model_weights",
     "model_options",
     "pad_for_valid",
     "pad_to_multiple",

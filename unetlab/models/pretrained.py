@@ -77,7 +77,7 @@ def download(url: str, folder: Path | None = None) -> Path:
     return target
 
 
-def resolve_source(source: str | Path) -> Path:
+def resolve_source(source: str | Path, what: str = "pretrained weights file") -> Path:
     """A local file for ``source``: a path, a ``file://`` URL, or a downloaded ``http(s)`` URL."""
     text = str(source)
     scheme = urllib.parse.urlparse(text).scheme if "://" in text else ""
@@ -92,7 +92,7 @@ def resolve_source(source: str | Path) -> Path:
     else:
         path = Path(text).expanduser()
     if not path.is_file():
-        raise UnetlabError("pretrained weights file not found", path, "check the path")
+        raise UnetlabError(f"{what} not found", path, "check the path")
     return path
 
 
@@ -151,9 +151,10 @@ def _preview(keys: list[str], limit: int = 8) -> str:
 
 @dataclass
 class LoadReport:
-    """What :func:`load_encoder_weights` did, key by key (printable)."""
+    """What :func:`load_encoder_weights` or :func:`load_model_weights` did, key by key
+    (printable). ``target`` names what was loaded into (``encoder 'vgg16'``, ``model 'unet'``)."""
 
-    encoder: str
+    target: str
     source: str
     file: str
     loaded: list[str] = field(default_factory=list)
@@ -162,24 +163,30 @@ class LoadReport:
     ignored: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)
-    encoder_tensors: int = 0
+    target_tensors: int = 0
+    title: str = "pretrained weights"
+
+    @property
+    def encoder_tensors(self) -> int:
+        return self.target_tensors
 
     @property
     def complete(self) -> bool:
-        """Every encoder tensor came from the file."""
+        """Every tensor of the target came from the file."""
         return not self.missing and not self.mismatched
 
     def __str__(self) -> str:
         where = self.source if self.source == self.file else f"{self.source} ({self.file})"
+        noun = self.target.split(" ", 1)[0]
         lines = [
-            f"pretrained weights for encoder '{self.encoder}' from {where}:",
-            f"  loaded:         {len(self.loaded)} of {self.encoder_tensors} encoder tensors",
+            f"{self.title} for {self.target} from {where}:",
+            f"  loaded:         {len(self.loaded)} of {self.target_tensors} {noun} tensors",
         ]
         if self.adapted:
             lines.append(f"  adapted:        {_preview(self.adapted)} (RGB filters averaged)")
         if self.ignored:
             lines.append(
-                f"  ignored:        {len(self.ignored)} tensors the encoder does not use "
+                f"  ignored:        {len(self.ignored)} tensors the {noun} does not use "
                 f"({_preview(self.ignored, 3)})"
             )
         mismatched = [f"{k} file {a} vs model {b}" for k, a, b in self.mismatched]
@@ -218,37 +225,80 @@ def load_encoder_weights(model_or_encoder: nn.Module, source: str | Path) -> Loa
     encoder = _find_encoder(model_or_encoder)
     path = resolve_source(source)
     state = read_state_dict(path)
-    own = encoder.state_dict()
-    report = LoadReport(encoder.name, str(source), str(path), encoder_tensors=len(own))
+    report = LoadReport(f"encoder '{encoder.name}'", str(source), str(path))
     if any(k.startswith("encoder.") for k in state):  # a whole unetlab model: keep its encoder
         report.ignored = [k for k in state if not k.startswith("encoder.")]
         state = {
             k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")
         }
-    unused = encoder.unused_prefixes()
+    hint = f"pass weights of a {encoder.name} network, e.g. torchvision's {encoder.weights_url}"
+    return _load_matching(
+        encoder, state, report, path, hint, encoder.unused_prefixes(), encoder.first_conv
+    )
+
+
+def load_model_weights(model: nn.Module, source: str | Path) -> LoadReport:
+    """Initial weights for a whole model (``model.init_weights``): a state dict written by
+    ``torch.save(model.state_dict(), path)`` in another project or an older script, a wrapped
+    one (``{"state_dict": ...}``, DDP's ``module.``) or a unetlab checkpoint.
+
+    Loaded safely (``weights_only=True``), key by key as :func:`load_encoder_weights` does:
+    tensors that fit are loaded, the rest reported as unexpected, missing or mismatched.
+
+    Raises:
+        UnetlabError: unreadable or unsafe file, or not one tensor fits this model.
+    """
+    path = resolve_source(source, what="initial weights file")
+    name = getattr(model, "spec", {}).get("name", type(model).__name__)
+    report = LoadReport(f"model '{name}'", str(source), str(path), title="initial weights")
+    hint = (
+        "pass a state dict saved from the same architecture, class count and channel count "
+        "(torch.save(model.state_dict(), PATH))"
+    )
+    return _load_matching(model, read_state_dict(path), report, path, hint)
+
+
+def _load_matching(
+    target: nn.Module,
+    state: dict[str, torch.Tensor],
+    report: LoadReport,
+    path: Path,
+    hint: str,
+    unused: tuple[str, ...] = (),
+    first_conv: str | None = None,
+) -> LoadReport:
+    """Copy the tensors of ``state`` whose key and shape fit ``target`` and fill ``report``:
+    keys with an ``unused`` prefix are *ignored*, other unknown ones *unexpected*, target
+    tensors the file lacks *missing*, wrong shapes *shape mismatch* (those keep their values);
+    an RGB ``first_conv`` is adapted to the target's channel count."""
+    own = target.state_dict()
+    report.target_tensors = len(own)
     to_load: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        target = own.get(key)
-        if target is None:
-            (report.ignored if key.startswith(unused) else report.unexpected).append(key)
+        wanted = own.get(key)
+        if wanted is None:
+            (report.ignored if unused and key.startswith(unused) else report.unexpected).append(
+                key
+            )
             continue
-        if key == encoder.first_conv and _rgb_filters_for(value, target):
-            value = adapt_first_conv(value, target.shape[1])
+        if key == first_conv and _rgb_filters_for(value, wanted):
+            value = adapt_first_conv(value, wanted.shape[1])
             report.adapted.append(key)
-        if value.shape != target.shape:
-            report.mismatched.append((key, tuple(value.shape), tuple(target.shape)))
+        if value.shape != wanted.shape:
+            report.mismatched.append((key, tuple(value.shape), tuple(wanted.shape)))
             continue
-        to_load[key] = value.to(target.dtype)
+        to_load[key] = value.to(wanted.dtype)
         report.loaded.append(key)
     skipped = {k for k, _, _ in report.mismatched} | set(to_load)
     # num_batches_tracked only matters for BN without momentum; old checkpoints lack it
     report.missing = [k for k in own if k not in skipped and not k.endswith("num_batches_tracked")]
     if not to_load:
         raise UnetlabError(
-            f"none of the {len(state)} tensors in the file fit encoder '{encoder.name}' "
-            f"(file keys: {_preview(list(state), 4)}; encoder keys: {_preview(list(own), 4)})",
+            f"none of the {len(state)} tensors in the file fit {report.target} "
+            f"(file keys: {_preview(list(state), 4)}; {report.target.split(' ', 1)[0]} keys: "
+            f"{_preview(list(own), 4)})",
             path,
-            f"pass weights of a {encoder.name} network, e.g. torchvision's {encoder.weights_url}",
+            hint,
         )
-    encoder.load_state_dict(to_load, strict=False)
+    target.load_state_dict(to_load, strict=False)
     return report

@@ -1,0 +1,141 @@
+"""The public API: ``import unetlab`` names, keywords named as the CLI's options, the engine's
+old keywords still working with a warning, and ``--threads``."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import torch
+
+import unetlab
+from unetlab.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_python(code: str, **env: str) -> str:
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    environment.update(PYTHONPATH=str(ROOT), **env)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True,
+        timeout=300, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_every_public_name_resolves_and_the_package_import_is_cheap():
+    for name in unetlab.__all__:
+        assert getattr(unetlab, name) is not None, name
+    assert unetlab.evaluate.__module__ == "unetlab.api"  # a function, not a submodule
+    assert callable(unetlab.train) and callable(unetlab.evaluate)
+    printed = _run_python(
+        "import sys, unetlab; unetlab.load_config; unetlab.read_image; unetlab.train; "
+        "print('torch' in sys.modules)"
+    )
+    assert printed == "False"
+
+
+def _cli_option_names(command: click.Command) -> set[str]:
+    names = set()
+    for param in command.params:
+        if isinstance(param, click.Option):
+            longest = max(param.opts, key=len)
+            names.add(longest.lstrip("-").replace("-", "_"))
+    return names
+
+
+def test_api_keywords_are_the_cli_option_names():
+    """The reference is the click commands: each option of ``unetlab train``/``evaluate`` is a
+    keyword of the same name (``--set`` is ``overrides``; ``--dry-run`` is ``dry_run()``)."""
+    from unetlab.cli.evaluate import evaluate as evaluate_command
+    from unetlab.cli.train import train as train_command
+
+    train_keywords = set(inspect.signature(unetlab.train).parameters)
+    assert _cli_option_names(train_command) - {"set", "dry_run"} <= train_keywords
+    assert "overrides" in train_keywords
+    evaluate_keywords = set(inspect.signature(unetlab.evaluate).parameters)
+    assert _cli_option_names(evaluate_command) <= evaluate_keywords
+    assert {"out", "panels", "data"} <= evaluate_keywords
+
+
+def test_evaluate_forwards_new_and_old_keywords(monkeypatch):
+    import unetlab.engine.evaluate as engine_evaluate
+
+    calls = []
+    monkeypatch.setattr(engine_evaluate, "evaluate", lambda *a, **k: calls.append((a, k)))
+    unetlab.evaluate("runs/x", data="data", out="o", panels=2, split="test")
+    (args, kwargs), = calls
+    assert args == ("runs/x", "data")
+    assert kwargs["out_dir"] == "o" and kwargs["num_panels"] == 2 and kwargs["split"] == "test"
+    calls.clear()
+    with pytest.warns(DeprecationWarning) as caught:
+        unetlab.evaluate("runs/x", data_root="data", out_dir="o", num_panels=3)
+    assert sorted(str(w.message).split(")")[0] for w in caught) == [
+        "evaluate(data_root=...", "evaluate(num_panels=...", "evaluate(out_dir=..."
+    ]  # fmt: skip
+    (args, kwargs), = calls
+    assert args == ("runs/x", "data") and kwargs["out_dir"] == "o" and kwargs["num_panels"] == 3
+    with pytest.raises(TypeError, match="both data_root= and data="), pytest.warns(
+        DeprecationWarning
+    ):
+        unetlab.evaluate("runs/x", data="a", data_root="b")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        unetlab.evaluate("runs/x", data="a", colour=1)
+
+
+def test_run_config_equals_the_cli_layers(tmp_path):
+    """``unetlab.run_config`` (what ``unetlab.train`` trains) against ``load_config`` with the
+    layers spelt out by hand."""
+    from unetlab.engine.config import load_config
+
+    cfg = unetlab.run_config(
+        preset="demo", data=tmp_path, model="mobilenet_unet", epochs=3, batch_size=5,
+        device="cpu", name="n", out_dir=tmp_path / "runs", overrides=["optim.lr=0.02"],
+    )  # fmt: skip
+    expected = load_config(
+        preset="demo",
+        options={"data": {"root": str(tmp_path), "batch_size": 5}, "model": {"name":
+                 "mobilenet_unet"}, "train": {"epochs": 3, "device": "cpu"}, "name": "n",
+                 "out_dir": str(tmp_path / "runs")},
+        overrides=["optim.lr=0.02"],
+    )  # fmt: skip
+    assert cfg.to_dict() == expected.to_dict() and cfg.notes == expected.notes
+
+
+# ---------------------------------------------------------------- threads
+
+
+def test_configure_threads_sets_torch_threads_and_a_passive_wait_policy():
+    printed = _run_python(
+        "from unetlab.threads import configure_threads; configure_threads(2); import os, torch;"
+        " print(torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])",
+        OMP_NUM_THREADS="1",
+    )
+    assert printed == "2 PASSIVE"
+    printed = _run_python(  # a policy the user chose is kept
+        "from unetlab.threads import configure_threads; configure_threads(); import os;"
+        " print(os.environ['OMP_WAIT_POLICY'])",
+        OMP_WAIT_POLICY="ACTIVE",
+    )
+    assert printed == "ACTIVE"
+
+
+def test_threads_option_applies_before_the_command_runs(capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))  # restored
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        code = main(["train", "--threads", "2", "--data", "does-not-exist", "--dry-run"])
+        assert code == 2 and torch.get_num_threads() == 2  # set, then the data was checked
+    finally:
+        torch.set_num_threads(before)
+    assert main(["train", "--threads", "0", "--dry-run"]) == 2
+    assert "--threads" in capsys.readouterr().err
+    with pytest.raises(unetlab.UnetlabError, match="whole number"):
+        unetlab.configure_threads(0)

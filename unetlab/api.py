@@ -1,0 +1,232 @@
+"""The Python API at the top of the package: ``unetlab.train``, ``unetlab.dry_run``,
+``unetlab.evaluate``, with one keyword per concept, named as the command line names it.
+
+``unetlab.train(preset="camvid", data="data/camvid", epochs=3)`` is ``unetlab train --preset
+camvid --data data/camvid --epochs 3``; ``unetlab.evaluate(run, data=..., out=...)`` is
+``unetlab evaluate RUN --data ... --out ...``. The engine functions underneath
+(:func:`unetlab.engine.trainer.train`, :func:`unetlab.engine.evaluate.evaluate`) stay as they
+are for code that already calls them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from unetlab.errors import UnetlabError
+
+if TYPE_CHECKING:
+    from unetlab.engine.config import RunConfig
+    from unetlab.engine.dryrun import RunPlan
+    from unetlab.engine.evaluate import EvaluationReport
+    from unetlab.engine.trainer import RunResult
+
+
+def run_config(
+    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
+    *,
+    preset: str | None = None,
+    data: str | Path | None = None,
+    model: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    name: str | None = None,
+    out_dir: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    resume: str | Path | None = None,
+    budget: str | float | None = None,
+) -> RunConfig:
+    """The configuration ``unetlab train`` builds from the same arguments: defaults < preset
+    < ``config`` (a YAML file, a dict or a :class:`RunConfig`) < the keywords < ``overrides``
+    (``"section.field=value"``); with ``resume``, the run's own ``config.yaml``. ``budget``
+    (``"20m"``, or minutes) makes the clock the run's only limit (see :func:`planned_config`
+    for a budget with no config)."""
+    from unetlab.engine.config import RunConfig, load_config
+    from unetlab.engine.trainer import run_dir_of
+
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    options = _nested(
+        {
+            ("data", "root"): None if data is None else str(data),
+            ("model", "name"): model,
+            ("train", "epochs"): epochs,
+            ("data", "batch_size"): batch_size,
+            ("train", "device"): device,
+            ("name",): name,
+            ("out_dir",): None if out_dir is None else str(out_dir),
+        }
+    )
+    if budget is not None:
+        from unetlab.plan import parse_budget
+
+        train = options.setdefault("train", {})
+        train["time_limit_minutes"] = parse_budget(budget) / 60.0
+        train.setdefault("epochs", 100_000)  # the clock ends the run
+    if resume is not None:
+        if config is not None or preset is not None:
+            raise UnetlabError(
+                "--resume continues a run with its own config.yaml; it cannot be combined "
+                "with a CONFIG file or --preset",
+                resume,
+                "leave out CONFIG/--preset (use --set or --epochs to change fields)",
+            )
+        config = run_dir_of(resume) / "config.yaml"
+    if isinstance(config, RunConfig):
+        if not (preset or options or overrides):
+            return config
+        config = config.to_dict()
+    return load_config(config, preset=preset, options=options, overrides=list(overrides))
+
+
+def train(
+    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
+    *,
+    preset: str | None = None,
+    data: str | Path | None = None,
+    model: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    name: str | None = None,
+    out_dir: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    resume: str | Path | None = None,
+    threads: int | None = None,
+    budget: str | float | None = None,
+    orientation: str = "auto",
+) -> RunResult:
+    """Train a U-Net, as ``unetlab train`` does with the same options (see :func:`run_config`).
+
+    Returns a :class:`~unetlab.engine.trainer.RunResult` (``run_dir``, ``best_checkpoint``,
+    ``metrics`` ...). ``threads``: CPU threads for torch (``--threads``). ``budget`` with
+    ``data`` alone (no config, preset or resume) plans the run first (:func:`planned_config`).
+    """
+    from unetlab.engine.trainer import train as run_training
+    from unetlab.threads import configure_threads
+
+    if threads is not None:
+        configure_threads(threads)
+    extra_files: dict[str, str] = {}
+    if budget is not None and config is None and preset is None and resume is None:
+        config, extra_files = planned_config(data, budget, device=device, orientation=orientation)
+        budget = None  # the plan's time limit already leaves out the planning time
+    cfg = run_config(
+        config, preset=preset, data=data, model=model, epochs=epochs, batch_size=batch_size,
+        device=device, name=name, out_dir=out_dir, overrides=overrides, resume=resume,
+        budget=budget,
+    )  # fmt: skip
+    return run_training(cfg, resume=resume, extra_files=extra_files)
+
+
+def planned_config(
+    data: str | Path | None,
+    budget: str | float,
+    *,
+    device: str | None = None,
+    orientation: str = "auto",
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Plan a run of ``budget`` for the dataset ``data`` on this machine: (its config, and the
+    files for the run folder: ``plan.yaml`` with one reason per choice)."""
+    from unetlab.plan import parse_budget, plan_dataset, plan_to_yaml
+
+    if data is None:
+        raise UnetlabError(
+            "a budget without a config or preset plans a run for a dataset: pass --data DIR",
+            hint="e.g. unetlab train --data ../shared/datasets/isbi2012 --budget 20m",
+        )
+    made = plan_dataset(
+        data, parse_budget(budget), device=device or "auto",
+        orientation=orientation, log=log,  # type: ignore[arg-type]
+    )
+    text = plan_to_yaml(made)
+    log(text)
+    return made.config, {"plan.yaml": text}
+
+
+def dry_run(
+    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
+    *,
+    resume: str | Path | None = None,
+    **options: Any,
+) -> RunPlan:
+    """What :func:`train` with the same arguments would do, checked without training or
+    writing anything (``unetlab train --dry-run``); raises the error training would."""
+    from unetlab.engine.dryrun import plan_run
+
+    return plan_run(run_config(config, resume=resume, **options), resume=resume)
+
+
+_RENAMED = {
+    "checkpoint_or_run": "run",
+    "data_root": "data",
+    "out_dir": "out",
+    "num_panels": "panels",
+}
+"""The engine's keywords that the API names as the command line does."""
+
+
+def evaluate(
+    run: str | Path | None = None,
+    data: str | Path | None = None,
+    *,
+    split: str = "val",
+    out: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 1,
+    threshold: float | None = None,
+    tta: bool = False,
+    precision: str = "fp32",
+    panels: int = 4,
+    boundary_class: int | str | None = None,
+    verbose: bool = False,
+    **renamed: Any,
+) -> EvaluationReport:
+    """Score a run folder, a ``.pt`` checkpoint or an exported ``.onnx`` file on ``data``'s
+    ``split``, as ``unetlab evaluate RUN --data DATA`` does (same option names).
+
+    Writes ``report.json``, ``confusion_matrix.png`` and ``panels/`` into ``out`` (default
+    ``RUN/evaluation/<split>``) and returns the report (``report.summary()``,
+    ``report.scores``). The engine's older keywords (``data_root``, ``out_dir``,
+    ``num_panels``, ``checkpoint_or_run``) still work, with a DeprecationWarning.
+    """
+    from unetlab.engine.evaluate import evaluate as run_evaluation
+
+    given = {"run": run, "data": data, "out": out, "panels": panels}
+    for old, new in _RENAMED.items():
+        if old not in renamed:
+            continue
+        warnings.warn(
+            f"evaluate({old}=...) is now evaluate({new}=...), as the command line names it",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if new != "panels" and given[new] is not None:
+            raise TypeError(f"evaluate() got both {old}= and {new}=")
+        given[new] = renamed.pop(old)
+    if renamed:
+        raise TypeError(f"evaluate() got unexpected keyword(s): {', '.join(sorted(renamed))}")
+    if given["run"] is None or given["data"] is None:
+        raise TypeError("evaluate() needs a run (folder, .pt or .onnx) and data (the dataset)")
+    return run_evaluation(
+        given["run"], given["data"], split=split, out_dir=given["out"], device=device,
+        batch_size=batch_size, threshold=threshold, tta=tta, boundary_class=boundary_class,
+        verbose=verbose, precision=precision, num_panels=given["panels"],
+    )  # fmt: skip
+
+
+def _nested(values: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+    """``{("data", "root"): x}`` -> ``{"data": {"root": x}}``, leaving out None values."""
+    nested: dict[str, Any] = {}
+    for path, value in values.items():
+        if value is None:
+            continue
+        node = nested
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return nested
