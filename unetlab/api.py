@@ -196,7 +196,7 @@ def evaluate(
     """
     from unetlab.engine.evaluate import evaluate as run_evaluation
 
-    given = {"run": run, "data": data, "out": out, "panels": panels}
+    given: dict[str, Any] = {"run": run, "data": data, "out": out, "panels": panels}
     for old, new in _RENAMED.items():
         if old not in renamed:
             continue

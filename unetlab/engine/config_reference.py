@@ -14,6 +14,7 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ def _is_required_section(info: FieldInfo) -> bool:
     return type(None) not in typing.get_args(info.annotation)
 
 
-def _type(annotation: Any, metadata: list[Any] = ()) -> str:
+def _type(annotation: Any, metadata: Sequence[Any] = ()) -> str:
     text = _type_text(annotation)
     bounds = _bounds(metadata)
     return f"{text} {bounds}" if bounds else text
@@ -134,7 +135,7 @@ def _default(info: FieldInfo) -> str:
     if info.is_required():
         return "required"
     if info.default_factory is not None:
-        value = info.default_factory()
+        value = info.default_factory()  # type: ignore[call-arg]
         if isinstance(value, BaseModel):
             return "(section)"
     else:
