@@ -180,10 +180,14 @@ def evaluate(
     batch_size: int = 1,
     threshold: float | None = None,
     tta: bool = False,
+    tta_rot90: bool = False,
     precision: str = "fp32",
     panels: int = 4,
     boundary_class: int | str | None = None,
     verbose: bool = False,
+    tile: int = 512,
+    overlap: float = 0.25,
+    tile_weights: str = "gaussian",
     **renamed: Any,
 ) -> EvaluationReport:
     """Score a run folder, a ``.pt`` checkpoint or an exported ``.onnx`` file on ``data``'s
@@ -214,8 +218,10 @@ def evaluate(
         raise TypeError("evaluate() needs a run (folder, .pt or .onnx) and data (the dataset)")
     return run_evaluation(
         given["run"], given["data"], split=split, out_dir=given["out"], device=device,
-        batch_size=batch_size, threshold=threshold, tta=tta, boundary_class=boundary_class,
-        verbose=verbose, precision=precision, num_panels=given["panels"],
+        batch_size=batch_size, threshold=threshold,
+        tta="flips+rot90" if tta_rot90 else "flips" if tta else False,
+        boundary_class=boundary_class, verbose=verbose, precision=precision,
+        num_panels=given["panels"], tile=tile, overlap=overlap, blend=tile_weights,
     )  # fmt: skip
 
 
