@@ -17,6 +17,8 @@ What is changed before running, and why (the whole table; nothing else is):
   skip with the reason when it is absent.
 - Every training (``unetlab train``, ``torchrun ... train``, ``unetlab.train(``) gets
   :data:`TINY_TRAINING`: one step of one epoch on the CPU.
+- ``pip install -e ".[web]"`` is dropped (the test environment has the extra); ``unetlab serve``
+  starts as a subprocess on a free loopback port, must answer its page, and is stopped.
 - ``bench`` gets ``--runs 2 --warmup 1``; ``torchrun`` starts 2 CPU processes, not 4, and the
   two-machine ``torchrun`` is not run (it needs a second machine).
 - The inputs the tour names (``street.png``, ``frames/``, ``more/*.jpg``, ``drive.mp4``) are made
@@ -53,6 +55,7 @@ TINY_TRAINING = (
 
 SUBSTITUTIONS = (
     ('pip install torch==2.13.0 -e ".[dev]" && ', ""),
+    ('pip install -e ".[web]"', ""),
     ("python -m pytest -q", ""),
     ("unetlab demo", "unetlab demo --minutes 0.05 --device cpu"),
     ("path/to/dataset", "unetlab-demo/shapes"),
@@ -192,7 +195,9 @@ def run_command(argv: list[str], folder: Path) -> None:
     is_training = "train" in argv and argv[0] in ("unetlab", "torchrun")
     if is_training:
         argv = [*argv, *(f"--set={item}" for item in TINY_TRAINING)]
-    if argv[0] == "unetlab":
+    if argv[:2] == ["unetlab", "serve"]:
+        serve_once(argv[2:], folder)
+    elif argv[0] == "unetlab":
         code = main(argv[1:])
         assert code == 0, f"{shlex.join(argv)} exited with {code}"
     elif argv[0] == "torchrun":
@@ -204,6 +209,36 @@ def run_command(argv: list[str], folder: Path) -> None:
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     else:
         pytest.fail(f"no runner for README command {shlex.join(argv)!r}; add one to this test")
+
+
+def serve_once(args: list[str], folder: Path) -> None:
+    """Start ``unetlab serve ARGS`` on a free port, wait for its page, stop it."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "unetlab.cli.main", "serve", *args, "--port", str(port)],
+        cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            assert server.poll() is None, f"unetlab serve exited: {server.stdout.read()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+                    assert page.status == 200 and b"unetlab" in page.read().lower()
+                    return
+            except OSError:
+                time.sleep(0.5)
+        pytest.fail("unetlab serve did not answer within 300 s")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.mark.slow
