@@ -323,7 +323,6 @@ def test_cli_train_name_picks_the_folder_and_never_reuses_a_run(data, tmp_path, 
     assert not (tmp_path / "runs" / "tiny").exists()  # the config's own name lost to --name
     before = (run / "checkpoints" / "last.pt").read_bytes()
     capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "already exists" in err and "--resume" in err
+    assert main(argv) == 0  # the same command again: a new run beside the first
+    assert (tmp_path / "runs" / "chosen-2" / "checkpoints" / "last.pt").is_file()
     assert (run / "checkpoints" / "last.pt").read_bytes() == before

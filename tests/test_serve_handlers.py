@@ -164,8 +164,9 @@ def test_overlay_blends_and_hides_classes() -> None:
     image = np.full((1, 3, 3), 100, np.uint8)
     labels = np.array([[0, 1, 2]], np.uint8)
     out = handlers.render_overlay(image, labels, COLORS, alpha=0.5, hidden=[2])
-    # (1 - a) * image + a * colour, rounded; hidden class 2 shows the image
-    assert out[0, 0].tolist() == [50, 50, 50]
+    # (1 - a) * image + a * colour, rounded; the background (class 0, left clear by default)
+    # and hidden class 2 show the image
+    assert out[0, 0].tolist() == [100, 100, 100]
     assert out[0, 1].tolist() == [160, 80, 75]
     assert out[0, 2].tolist() == [100, 100, 100]
 
