@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from platform_info import cpu_model  # benchmarks/ is on sys.path when run as a script
 from torch.utils.data import RandomSampler
 
 from unetlab.data.datasets import open_dataset
@@ -34,16 +35,6 @@ MODES = {
     "weights": (False, True),
     "elastic+weights": (True, True),
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine() -> str:
