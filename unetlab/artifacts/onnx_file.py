@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from unetlab.data.preprocess import max_value as full_scale  # noqa: F401  (re-exported: the one full-scale rule)
 from unetlab.errors import UnetlabError
 
 METADATA_KEY = "unetlab"
@@ -20,18 +21,6 @@ METADATA_KEY = "unetlab"
 def is_onnx_file(path: str | Path) -> bool:
     """Whether ``path`` names an exported model (by its ending, as predict and bench decide)."""
     return Path(path).suffix.lower() == ".onnx"
-
-
-def full_scale(dtype: Any) -> float:
-    """Full-scale value of an image dtype (255, 65535, or 1 for float images in [0, 1])."""
-    import numpy as np
-
-    dtype = np.dtype(dtype)
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.uint16:
-        return 65535.0
-    return 1.0
 
 
 def read_metadata(path: str | Path, session: Any = None) -> dict[str, Any]:
