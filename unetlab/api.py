@@ -199,6 +199,7 @@ def evaluate(
     ``num_panels``, ``checkpoint_or_run``) still work, with a DeprecationWarning.
     """
     from unetlab.engine.evaluate import evaluate as run_evaluation
+    from unetlab.inference.tta import mode_from_flags
 
     given: dict[str, Any] = {"run": run, "data": data, "out": out, "panels": panels}
     for old, new in _RENAMED.items():
@@ -219,7 +220,7 @@ def evaluate(
     return run_evaluation(
         given["run"], given["data"], split=split, out_dir=given["out"], device=device,
         batch_size=batch_size, threshold=threshold,
-        tta="flips+rot90" if tta_rot90 else "flips" if tta else False,
+        tta=mode_from_flags(tta, tta_rot90),
         boundary_class=boundary_class, verbose=verbose, precision=precision,
         num_panels=given["panels"], tile=tile, overlap=overlap, blend=tile_weights,
     )  # fmt: skip

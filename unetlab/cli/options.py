@@ -74,9 +74,9 @@ def tta_options() -> Callable[[F], F]:
 
 def tta_mode(tta: bool, tta_rot90: bool) -> bool | str:
     """The ``tta`` value of the Python API for the two flags."""
-    if tta_rot90:
-        return "flips+rot90"
-    return "flips" if tta else False
+    from unetlab.inference.tta import mode_from_flags
+
+    return mode_from_flags(tta, tta_rot90)
 
 
 def tiling_options() -> Callable[[F], F]:

@@ -47,6 +47,13 @@ def transforms(mode: str | bool) -> list[tuple[int, tuple[int, ...]]]:
     raise ValueError(f"unknown TTA mode {mode!r}: use one of {MODES}")
 
 
+def mode_from_flags(flips: bool, rot90: bool) -> bool | str:
+    """The TTA mode of the ``--tta`` / ``--tta-rot90`` flags (and their API keywords)."""
+    if rot90:
+        return "flips+rot90"
+    return "flips" if flips else False
+
+
 def apply(x: Array, rotation: int, flip: tuple[int, ...]) -> Array:
     """Flip, then rotate by ``rotation`` quarter turns in the H-W plane."""
     return _rot90(_flip(x, flip), rotation)
