@@ -140,16 +140,17 @@ def _two_processes(tmp_path, config="", resume="", interrupt_rank=0, interrupt_a
 @needs_distributed
 @pytest.mark.parametrize(
     ("interrupt_rank", "interrupt_at"),
-    [(1, 1), (0, 3)],
-    ids=["rank1-in-epoch1", "rank0-in-epoch2"],
+    [(1, 1), (0, 3), (1, 2)],
+    ids=["rank1-in-epoch1", "rank0-in-epoch2", "rank1-at-end-of-epoch1"],
 )
 def test_two_processes_interrupted_by_one_rank_then_resumed_equal_one_process(
     data, single, tmp_path, interrupt_rank, interrupt_at
 ):
-    """Only one rank sees a Ctrl-C, during step 1 of 2 of an epoch: both ranks finish that
-    step and stop (they agree before each update), one resumable last.pt holds each rank's
-    generators and the partial epoch's loss tallies of both ranks, and a 2-process resume ends
-    where the uninterrupted single process does."""
+    """Only one rank sees a Ctrl-C, during global step ``interrupt_at`` (2 steps per epoch):
+    both ranks finish that step and stop (they agree before each update), one resumable
+    last.pt holds each rank's generators and, in the middle of an epoch, the partial epoch's
+    loss tallies of both ranks; a 2-process resume ends where the uninterrupted single process
+    does."""
     per_process = {**SECTIONS, "data": {**SECTIONS["data"], "batch_size": 2}}
     config = tiny_config(data, tmp_path / "runs", **per_process).save(tmp_path / "ddp.yaml")
     output = _two_processes(
@@ -159,9 +160,9 @@ def test_two_processes_interrupted_by_one_rank_then_resumed_equal_one_process(
     assert f"rank 1: interrupted at global step {interrupt_at}" in output
     run = tmp_path / "runs" / "tiny"
     partial = load_checkpoint(run / "checkpoints" / "last.pt")
-    epoch = (interrupt_at - 1) // 2  # 2 steps per epoch
-    assert (partial["epoch"], partial["position"]["step_in_epoch"]) == (epoch, 1)
-    assert partial["position"]["loss_count"] == 2  # one step on each of the 2 ranks
+    epochs_done, into_next = divmod(interrupt_at, 2)
+    assert (partial["epoch"], partial["position"]["step_in_epoch"]) == (epochs_done, into_next)
+    assert partial["position"]["loss_count"] == 2 * into_next  # those steps on both ranks
     assert len(partial["rng"]) == 2  # each rank's generators, for its own shard
 
     output = _two_processes(tmp_path, resume=run)
