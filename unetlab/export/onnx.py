@@ -105,6 +105,7 @@ def export_onnx(
         threshold=threshold,
         tolerance=tolerance,
         source=card.path,
+        tta=card.tta,
     )
 
 
@@ -121,9 +122,11 @@ def export_model(
     threshold: float = 0.5,
     tolerance: float = 1e-4,
     source: str | Path | None = None,
+    tta: bool | str = False,
 ) -> ExportReport:
     """Export a model in memory (``spec`` as in a checkpoint: name, num_classes, in_channels,
-    options); see :func:`export_onnx`."""
+    options; ``tta``: the run's test-time augmentation, stored as the export's default); see
+    :func:`export_onnx`."""
     onnx, ort = _require_onnx()
     started = time.perf_counter()
     model = model.eval()
@@ -152,6 +155,7 @@ def export_model(
         normalization=normalization,
         threshold=float(threshold),
         input_scale=float(input_scale),
+        tta=tta,
     )
     metadata = {
         **card.to_onnx_metadata(),
