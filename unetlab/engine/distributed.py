@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -92,7 +92,7 @@ def on_main(context: DistContext, function: Callable[[], T]) -> T:
     e.g. the dataset check reads every file once, not once per process."""
     if not context.distributed:
         return function()
-    result: list[object] = [None]
+    result: list[Any] = [None]  # rank 0's ("ok", value) or ("error", text), broadcast
     error: UnetlabError | None = None
     if context.is_main:
         try:
@@ -100,12 +100,12 @@ def on_main(context: DistContext, function: Callable[[], T]) -> T:
         except UnetlabError as exc:
             error, result[0] = exc, ("error", exc.format())  # text: any subclass pickles
     dist.broadcast_object_list(result, src=0)
-    status, value = result[0]  # type: ignore[misc]
+    status, value = result[0]
     if error is not None:
         raise error
     if status == "error":
         raise UnetlabError(str(value))
-    return value  # type: ignore[return-value]
+    return value
 
 
 def barrier(context: DistContext) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -167,7 +167,7 @@ def measured_cpu_precision(
     patch: tuple[int, int],
     batch: int,
     channels_last: bool,
-) -> tuple[str, str]:
+) -> tuple[Literal["fp32", "bf16"], str]:
     """``train.amp: auto`` on a CPU: bf16 when a timed step of (a copy of) ``model`` is at least
     ``REDUCED_MARGIN`` times faster in bf16 than in fp32, else fp32; with the reason."""
     import copy
