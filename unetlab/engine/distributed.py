@@ -48,19 +48,16 @@ class DistContext:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when a GPU is usable, else the CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UnetlabError(
-                f"train.device is {device!r} but this torch build has no usable GPU",
-                hint="use --device cpu (or auto), or install a CUDA build of torch",
-            )
-        if device == "cuda":
-            device = f"cuda:{local_rank}"
-        torch.cuda.set_device(torch.device(device))
-    return torch.device(device)
+    """``train.device`` by the one device rule (:func:`unetlab.inference.network.resolve_device`),
+    ``cuda`` (or ``auto`` with a GPU) meaning ``cuda:LOCAL_RANK``, made the current device."""
+    from unetlab.inference.network import resolve_device as device_rule
+
+    resolved = device_rule(device, name="train.device")
+    if resolved.type == "cuda":
+        if resolved.index is None:
+            resolved = torch.device("cuda", local_rank)
+        torch.cuda.set_device(resolved)
+    return resolved
 
 
 def setup(device: str = "auto") -> DistContext:
