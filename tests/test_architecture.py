@@ -134,3 +134,105 @@ def test_checkpoint_reading_lives_in_artifacts_only() -> None:
     assert sorted(calls) == ["artifacts/checkpoint.py", "models/pretrained.py"], calls
     for name in calls:
         assert "weights_only=True" in (PACKAGE / name).read_text()
+
+
+# ------------------------------------------------------------ one reader of model metadata
+
+ONNX_METADATA_ACCESS = {"metadata_props", "custom_metadata_map", "get_modelmeta"}
+"""How an ``.onnx`` file's metadata is reached (onnx protos, ONNX Runtime sessions)."""
+METADATA_READERS = {"load_checkpoint", "read_metadata"}
+"""The functions that hand out a checkpoint dict or an export's raw metadata dict."""
+RESUMING = {"engine/trainer.py"}
+"""Modules allowed to load a checkpoint: the trainer resumes from the training state it wrote
+(optimizer, counters, RNG ...); it reads no model-card key (the card is the artifacts' job)."""
+RESUME_KEYS = {
+    "state_dict", "optimizer", "scaler", "epoch", "global_step", "position", "scheduler",
+    "history", "early_stopping", "rng", "path",
+}  # fmt: skip
+
+
+def called_name(node: ast.Call) -> str | None:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+
+
+def metadata_reads(source: str) -> list[str]:
+    """Where ``source`` reads model metadata itself: ONNX metadata properties, the key the card
+    is stored under, or a call that returns a checkpoint dict or raw export metadata."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in ONNX_METADATA_ACCESS:
+            found.append(f"{node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.Name) and node.id == "METADATA_KEY":
+            found.append(f"{node.lineno}: METADATA_KEY")
+        elif isinstance(node, ast.Call) and called_name(node) in METADATA_READERS:
+            found.append(f"{node.lineno}: {called_name(node)}()")
+    return found
+
+
+def checkpoint_keys_read(source: str) -> set[str]:
+    """String keys read (``x["key"]``, ``x.get("key")``) from a name ``checkpoint`` or straight
+    from a ``load_checkpoint(...)`` call."""
+
+    def is_checkpoint(node: ast.expr) -> bool:
+        if isinstance(node, ast.Name):
+            return node.id == "checkpoint"
+        return isinstance(node, ast.Call) and called_name(node) == "load_checkpoint"
+
+    keys = set()
+    for node in ast.walk(ast.parse(source)):
+        key: ast.expr | None = None
+        if isinstance(node, ast.Subscript) and is_checkpoint(node.value):
+            key = node.slice
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and is_checkpoint(node.func.value)
+            and node.args
+        ):
+            key = node.args[0]
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            keys.add(key.value)
+    return keys
+
+
+def test_only_artifacts_read_checkpoint_and_export_metadata() -> None:
+    """Model cards (class names, colours, normalisation, geometry, threshold, training record)
+    come from unetlab.artifacts only: no other module opens a checkpoint dict or an export's
+    metadata to read them, so predict, evaluate, bench, export and the page cannot disagree."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = str(path.relative_to(PACKAGE))
+        if name.startswith("artifacts/"):
+            continue
+        reads = metadata_reads(path.read_text())
+        if name in RESUMING:
+            reads = [r for r in reads if not r.endswith("load_checkpoint()")]
+        offenders += [f"unetlab/{name}:{read}" for read in reads]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_trainer_reads_only_its_resume_state() -> None:
+    for name in RESUMING:
+        keys = checkpoint_keys_read((PACKAGE / name).read_text())
+        assert keys and keys <= RESUME_KEYS, sorted(keys - RESUME_KEYS)
+
+
+def test_the_metadata_checker_sees_each_kind_of_read() -> None:
+    """The walk is not blind: each way of reading metadata in a sample is found."""
+    sample = (
+        "props = {p.key: p.value for p in onnx.load(path).metadata_props}\n"
+        "meta = session.get_modelmeta().custom_metadata_map[METADATA_KEY]\n"
+        "names = checkpoint.load_checkpoint(path)['data']['class_names']\n"
+        "card = read_metadata(path)\n"
+    )
+    kinds = {read.split(": ", 1)[1] for read in metadata_reads(sample)}
+    assert kinds == {
+        ".metadata_props", ".get_modelmeta", ".custom_metadata_map", "METADATA_KEY",
+        "load_checkpoint()", "read_metadata()",
+    }  # fmt: skip
+    assert checkpoint_keys_read("load_checkpoint(p)['data']\ncheckpoint.get('model')\n") == {
+        "data",
+        "model",
+    }

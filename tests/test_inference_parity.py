@@ -174,6 +174,33 @@ def test_evaluate_counts_exactly_the_masks_predict_writes(
     assert expected.trace() > 0.8 * expected.sum()  # the model learned: labels mean something
 
 
+def test_a_two_channel_export_s_stored_threshold_is_used_by_predict_and_evaluate(
+    artifacts, tmp_path
+) -> None:
+    """Without --threshold, both commands use the threshold stored at export, for a 2-channel
+    model too (evaluate once honoured it for 1-channel exports only)."""
+    from unetlab.inference.open import open_model
+
+    checkpoint, data = artifacts["binary"]
+    exported = tmp_path / "stored.onnx"
+    assert main(["export", str(checkpoint), "--out", str(exported), "--threshold", "0.3"]) == 0
+    assert open_model(exported).options.threshold == 0.3
+    out, report_dir = tmp_path / "predicted", tmp_path / "evaluation"
+    options = ["--tile", str(TILE)]
+    assert main(["predict", str(exported), str(data / "images"), "--out", str(out), "--quiet",
+                 *options]) == 0  # fmt: skip
+    assert main(["evaluate", str(exported), "--data", str(data), "--out", str(report_dir),
+                 "--panels", "0", *options]) == 0  # fmt: skip
+    expected = np.zeros((2, 2), np.int64)
+    for sample in SIZES:
+        written = read_mask(out / f"{sample}_mask.png")
+        truth = read_mask(data / "masks" / f"{sample}.png")
+        expected += np.bincount(truth.ravel() * 2 + written.ravel(), minlength=4).reshape(2, 2)
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["threshold"] == 0.3
+    np.testing.assert_array_equal(np.array(report["confusion_matrix"]), expected)
+
+
 def test_a_threshold_is_refused_for_multiclass_by_predict_and_evaluate(artifacts, tmp_path, capsys):
     checkpoint, data = artifacts["multiclass"]
     for model in (checkpoint, checkpoint.with_name("model.onnx")):

@@ -88,3 +88,29 @@ def test_training_amp_keeps_auto_off_on_cpus(monkeypatch, native: bool) -> None:
     assert amp_dtype("bf16", CPU) is torch.bfloat16
     with pytest.raises(UnetlabError, match=r"train\.amp fp16 needs a CUDA GPU"):
         amp_dtype("fp16", CPU)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a usable GPU")
+def test_one_device_rule_whose_errors_name_the_setting_of_the_command(tmp_path, capsys) -> None:
+    """predict, evaluate and bench resolve devices by the inference rule and speak of
+    --device; training uses the same rule and speaks of train.device (issue #11)."""
+    from conftest import save_model_checkpoint
+
+    from unetlab.engine.distributed import resolve_device as training_device
+    from unetlab.inference.open import open_model
+    from unetlab.models import build_model
+
+    checkpoint = save_model_checkpoint(build_model("unet", 2, base=4, depth=2), tmp_path / "m.pt")
+    with pytest.raises(UnetlabError, match="--device 'cuda' asked for") as caught:
+        open_model(checkpoint, "cuda")
+    assert "train.device" not in caught.value.format()
+    with pytest.raises(UnetlabError, match="unknown --device 'gpu'"):
+        open_model(checkpoint, "gpu")
+    assert main(["evaluate", str(checkpoint), "--data", str(tmp_path), "--device", "cuda:0"]) == 2
+    assert main(["bench", str(checkpoint), "--input", "3x32x32", "--device", "cuda"]) == 2
+    errors = capsys.readouterr().err
+    assert errors.count("asked for but this machine's torch has no usable GPU") == 2
+    assert "train.device" not in errors
+    with pytest.raises(UnetlabError, match=r"train\.device 'cuda' asked for"):
+        training_device("cuda")
+    assert training_device("auto") == torch.device("cpu")

@@ -15,7 +15,6 @@ from unetlab.engine.checkpoint import save_checkpoint
 from unetlab.errors import UnetlabError
 from unetlab.inference.inputs import discover_inputs
 from unetlab.inference.overlay import blend, class_fractions, colorize, legend, make_palette
-from unetlab.inference.postprocess import logits_to_labels, logits_to_probabilities
 from unetlab.inference.predictor import Predictor
 from unetlab.models import build_model
 
@@ -40,6 +39,13 @@ def make_checkpoint(folder: Path, classes: int = 3, padding: str = "same", in_ch
     return model.eval(), norm
 
 
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Independent reference: softmax, or sigmoid and its complement for one channel."""
+    if logits.shape[1] == 1:
+        return torch.cat([1 - torch.sigmoid(logits), torch.sigmoid(logits)], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
 def reference_logits(model, norm, image: np.ndarray) -> torch.Tensor:
     """Independent path: shared preprocessing, then the model on a size it accepts directly."""
     with torch.no_grad():
@@ -53,9 +59,9 @@ def test_predict_matches_preprocess_model_and_decision_rule(tmp_path: Path) -> N
     image = np.random.randint(0, 256, (32, 48, 3), np.uint8)  # multiple of 4: no padding
     result = predictor.predict(image, probabilities=True)
     logits = reference_logits(model, norm, image)
-    np.testing.assert_array_equal(result.labels, logits_to_labels(logits)[0].numpy())
+    np.testing.assert_array_equal(result.labels, logits.argmax(1)[0].numpy())  # 3 classes
     np.testing.assert_allclose(
-        result.probabilities, logits_to_probabilities(logits)[0].numpy(), atol=1e-5
+        result.probabilities, class_probabilities(logits)[0].numpy(), atol=1e-5
     )
     assert result.labels.dtype == np.uint8
 
@@ -110,7 +116,7 @@ def test_threshold_for_binary_models(tmp_path: Path, classes: int, threshold: fl
     model, norm = make_checkpoint(tmp_path, classes=classes)
     predictor = Predictor.from_checkpoint(tmp_path, device="cpu", threshold=threshold)
     image = np.random.randint(0, 256, (16, 20, 3), np.uint8)
-    foreground = logits_to_probabilities(reference_logits(model, norm, image))[0, 1]
+    foreground = class_probabilities(reference_logits(model, norm, image))[0, 1]
     expected = (foreground > threshold).numpy()
     assert len(predictor.class_names) == 2
     np.testing.assert_array_equal(predictor.predict(image).labels, expected)
@@ -148,12 +154,13 @@ def test_tta_option_matches_flipped_predictions(tmp_path: Path) -> None:
     with torch.no_grad():
         flips = [(), (3,), (2,), (2, 3)]
         mean = sum(model(x.flip(f) if f else x).flip(f) if f else model(x) for f in flips) / 4
-    expected = logits_to_probabilities(mean)[0].numpy()
+    expected = class_probabilities(mean)[0].numpy()
     np.testing.assert_allclose(predictor.predict(image, True).probabilities, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(
-    "options", [{"tile": 0}, {"overlap": 1.0}, {"threshold": 1.0}, {"tta": "spin"}, {"blend": "x"}]
+    "options",
+    [{"tile": 0}, {"overlap": 1.0}, {"threshold": 1.0}, {"tta": "spin"}, {"tile_weights": "x"}],
 )
 def test_invalid_options_are_refused(tmp_path: Path, options: dict) -> None:
     make_checkpoint(tmp_path)

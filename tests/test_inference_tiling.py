@@ -106,7 +106,7 @@ def test_no_seams_on_a_constant_image(kind: str, blend: str) -> None:
         geometry,
         tile=32,
         overlap=0.25,
-        blend=blend,
+        tile_weights=blend,
     )
     spread = logits.max(axis=(1, 2)) - logits.min(axis=(1, 2))
     assert spread.max() < 1e-5

@@ -153,7 +153,7 @@ def test_bad_labels_are_refused():
         matrix.update(np.array([0, 3]), np.array([0, 1]))
     with pytest.raises(UnetlabError, match="differ in shape"):
         matrix.update(np.zeros((2, 2), int), np.zeros((2, 3), int))
-    with pytest.raises(UnetlabError, match="logits_to_labels"):
+    with pytest.raises(UnetlabError, match="labels_from_logits"):
         matrix.update(torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.long))
     assert matrix.total == 0
 

@@ -137,7 +137,7 @@ def test_tile_weights_choose_the_blending(run_dir, tmp_path) -> None:
     image = save_image(tmp_path / "big.png", (100, 72, 3))
     references = {
         blend: Predictor.from_checkpoint(
-            run_dir, device="cpu", tile=32, overlap=0.5, blend=blend
+            run_dir, device="cpu", tile=32, overlap=0.5, tile_weights=blend
         ).predict(image).labels
         for blend in ("gaussian", "linear", "constant")
     }

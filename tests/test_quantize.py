@@ -12,6 +12,8 @@ import torch
 from conftest import disk_image, shared_dataset, trained_tiny_model
 from PIL import Image
 
+from unetlab.artifacts.card import ModelCard
+from unetlab.artifacts.geometry import Geometry
 from unetlab.cli.main import main
 from unetlab.data.preprocess import Normalization, image_to_tensor
 from unetlab.engine.checkpoint import save_checkpoint
@@ -23,6 +25,17 @@ from unetlab.export.quantize import calibration_images, prepare_calibration_inpu
 
 SPEC = {"name": "unet", "num_classes": 2, "in_channels": 3, "options": {"base": 4, "depth": 2}}
 NORM = Normalization.default_for(3)
+
+
+def export_card_of(in_channels: int, input_scale: float = 255.0) -> ModelCard:
+    """The card of an export whose network takes sides that are multiples of 16."""
+    return ModelCard.build(
+        path="model.onnx",
+        format="onnx",
+        spec={**SPEC, "in_channels": in_channels},
+        geometry=Geometry(multiple=16, min_output=16),
+        input_scale=input_scale,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +132,7 @@ def test_calibration_from_a_dataset_folder(exported, tmp_path):
 
 
 def test_calibration_input_is_the_raw_pixel_window_the_graph_takes():
-    meta = {
-        "model": {"in_channels": 3},
-        "geometry": {"multiple": 16, "margin": 0, "out_residue": 0, "min_output": 16},
-        "input_scale": 255.0,
-    }
+    meta = export_card_of(3)
     rng = np.random.default_rng(1)
     image = rng.integers(0, 65536, (70, 50, 3), dtype=np.uint16)
     x = prepare_calibration_input(image, meta, max_side=64)
@@ -143,10 +152,7 @@ def test_calibration_input_is_the_raw_pixel_window_the_graph_takes():
 def test_calibration_images_from_the_isbi_training_split():
     root = shared_dataset("isbi2012")
     images = calibration_images(root, "train", 2)
-    meta = {
-        "model": {"in_channels": 1},
-        "geometry": {"multiple": 16, "margin": 0, "out_residue": 0, "min_output": 16},
-    }
+    meta = export_card_of(1)
     x = prepare_calibration_input(images[0], meta, max_side=512)
     assert len(images) == 2 and x.shape == (1, 1, 512, 512)
     assert x.max() <= 255.0 and x.max() > 100  # raw 8-bit pixel values, not normalised

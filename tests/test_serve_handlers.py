@@ -262,24 +262,30 @@ def test_model_card_describes_the_checkpoint(tmp_path: Path) -> None:
     assert card["binary"] is False and card["output"] == "3 channels, softmax"
 
 
-def test_model_card_of_an_int8_export_reads_its_metadata(tmp_path: Path) -> None:
+def test_model_card_of_an_int8_export_reads_its_card(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
+    from unetlab.artifacts.card import ModelCard
     from unetlab.inference.core import PredictOptions
     from unetlab.inference.grid import Geometry
 
-    metadata = {
-        "model": {"name": "unet", "num_classes": 1, "in_channels": 1, "options": {"base": 8}},
-        "quantization": {"activations": "uint8"},
-    }
-    export = SimpleNamespace(
-        metadata=metadata,
+    geometry = Geometry(multiple=16, margin=184, out_residue=4, min_output=4)
+    export_card = ModelCard.build(
+        path=tmp_path / "model.int8.onnx",
+        format="onnx",
+        spec={"name": "unet", "num_classes": 1, "in_channels": 1, "options": {"base": 8}},
+        geometry=geometry,
+        class_names=["background", "cell"],
+        quantization={"activations": "uint8"},
+    )
+    export = SimpleNamespace(  # an OnnxPredictor's attributes, without a real file
+        card=export_card,
         class_names=["background", "cell"],
         class_colors=[],
         num_classes=2,
         in_channels=1,
         options=PredictOptions(threshold=0.7),
-        geometry=Geometry(multiple=16, margin=184, out_residue=4, min_output=4),
+        geometry=geometry,
     )
     card = model_card(tmp_path / "model.int8.onnx", export)
     assert card["format"] == "ONNX, int8" and card["parameters"] is None

@@ -233,7 +233,7 @@ def evaluate(
         batch_size=batch_size, threshold=threshold,
         tta=mode_from_flags(tta, tta_rot90),
         boundary_class=boundary_class, verbose=verbose, precision=precision,
-        num_panels=given["panels"], tile=tile, overlap=overlap, blend=tile_weights,
+        num_panels=given["panels"], tile=tile, overlap=overlap, tile_weights=tile_weights,
     )  # fmt: skip
 
 

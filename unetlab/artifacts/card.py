@@ -15,7 +15,7 @@ classes (background, foreground). :func:`classes_for_channels` and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,39 @@ def complete_colors(colors: Sequence[Sequence[int]] | None, count: int) -> list[
 
 
 @dataclass(frozen=True)
+class TrainingRecord:
+    """How a checkpoint's model was trained: its run, data, progress and scores (what a person
+    reads before trusting it; exports do not carry it)."""
+
+    run: str | None = None
+    data_root: str | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    best_metric: str | None = None  # the metric that chose this checkpoint
+    best_value: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # the checkpoint's numbers only
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> TrainingRecord:
+        config = checkpoint.get("config") or {}
+        metrics = checkpoint.get("metrics") or {}
+        best = checkpoint.get("best_metric")
+        return cls(
+            run=config.get("name"),
+            data_root=(config.get("data") or {}).get("root"),
+            epochs=_optional(int, checkpoint.get("epoch")),
+            steps=_optional(int, checkpoint.get("global_step")),
+            best_metric=(config.get("train") or {}).get("best_metric"),
+            best_value=_optional(float, best),
+            metrics={str(k): v for k, v in metrics.items() if isinstance(v, int | float)},
+        )
+
+
+def _optional(kind: Any, value: Any) -> Any:
+    return None if value is None else kind(value)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a model artifact is. ``out_channels``: the network's output channels (the
     ``num_classes`` a checkpoint's model spec stores); ``num_classes``: the classes it scores.
@@ -66,7 +99,8 @@ class ModelCard:
     that applies it is :func:`unetlab.inference.labels.resolve_threshold`); ``input_scale``: the
     full-scale pixel value an export's graph expects; ``quantization``: how an int8 copy was made;
     ``tta``: the test-time augmentation the run chose (``inference.tta``), the default of
-    predict, evaluate and serve.
+    predict, evaluate and serve; ``training``: how a checkpoint's model was trained (None for
+    exports).
     """
 
     path: str
@@ -83,6 +117,7 @@ class ModelCard:
     input_scale: float = 255.0
     quantization: dict[str, Any] | None = None
     tta: bool | str = False
+    training: TrainingRecord | None = None
 
     @property
     def num_classes(self) -> int:
@@ -159,6 +194,7 @@ class ModelCard:
             class_colors=data.get("class_colors"),
             normalization=Normalization.from_dict(data) if has_stats else None,
             tta=tta_setting(((checkpoint.get("config") or {}).get("inference") or {}).get("tta")),
+            training=TrainingRecord.from_checkpoint(checkpoint),
         )
 
     @classmethod
@@ -204,6 +240,9 @@ class ModelCard:
             "size_multiple": self.geometry.multiple,
             "threshold": None if self.threshold is None else float(self.threshold),
             "tta": self.tta or "off",
+            "input": f"raw pixel values, float32 N x {self.in_channels} x H x W, "
+            f"0..{self.input_scale:g}",
+            "output": "logits N x K x H' x W' (K = 1: sigmoid; K >= 2: softmax)",
         }
         if self.quantization is not None:
             metadata["quantization"] = self.quantization
@@ -212,6 +251,16 @@ class ModelCard:
     def with_export_settings(self, *, threshold: float | None, input_scale: float) -> ModelCard:
         """This card as an export of it stores it (its threshold and input scale)."""
         return replace(self, format="onnx", threshold=threshold, input_scale=float(input_scale))
+
+    def with_quantization(self, path: str | Path, record: dict[str, Any]) -> ModelCard:
+        """The card of an int8 copy of this export, written to ``path``."""
+        return replace(self, path=str(path), quantization=dict(record))
+
+    def describe_format(self) -> str:
+        """``PyTorch checkpoint``, ``ONNX, fp32`` or ``ONNX, int8``."""
+        if self.format != "onnx":
+            return "PyTorch checkpoint"
+        return "ONNX, int8" if self.quantization else "ONNX, fp32"
 
 
 def tta_setting(value: Any) -> bool | str:

@@ -1,7 +1,9 @@
-"""Reading an exported ``.onnx`` file: its ``unetlab`` metadata and an ONNX Runtime session.
+"""An exported ``.onnx`` file's ``unetlab`` metadata (read and written) and its ONNX Runtime
+session.
 
 numpy and onnxruntime only (no torch), so a deployment that installs neither torch nor onnx
-can still open an export. :mod:`unetlab.export.onnx` writes what is read here.
+can still open an export. :mod:`unetlab.export.onnx` and :mod:`unetlab.export.quantize` write
+the properties :func:`card_properties` makes; :func:`read_metadata` reads them back.
 """
 
 from __future__ import annotations
@@ -9,13 +11,21 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unetlab.data.preprocess import max_value as full_scale  # noqa: F401  (re-exported: the one full-scale rule)
 from unetlab.errors import UnetlabError
 
 METADATA_KEY = "unetlab"
 """The ONNX metadata property that holds the model card as JSON."""
+
+if TYPE_CHECKING:
+    from unetlab.artifacts.card import ModelCard
+
+
+def card_properties(card: ModelCard) -> dict[str, str]:
+    """The ONNX metadata properties that store ``card`` (for ``onnx.helper.set_model_props``)."""
+    return {METADATA_KEY: json.dumps(card.to_onnx_metadata())}
 
 
 def is_onnx_file(path: str | Path) -> bool:

@@ -74,7 +74,7 @@ def bench(
         compile=compile_,
         runs=runs,
         warmup=warmup,
-        num_classes=classes or 2,
+        out_channels=classes or 2,
         options=parse_options(options),
         device=device,
         precision=precision,

@@ -92,7 +92,7 @@ def evaluate(
         tta=tta_mode(tta, tta_rot90),
         tile=tile,
         overlap=overlap,
-        blend=tile_weights,
+        tile_weights=tile_weights,
         precision=precision,
         boundary_class=boundary_class,
     )

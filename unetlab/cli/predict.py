@@ -81,7 +81,7 @@ def predict(
     options: dict[str, Any] = {
         "tile": tile,
         "overlap": overlap,
-        "blend": tile_weights,
+        "tile_weights": tile_weights,
         "batch_size": batch_size,
         "tta": tta_mode(tta, tta_rot90),
         "progress": not quiet,

@@ -7,7 +7,7 @@ file. Keeping the wording here means a user sees one explanation, whichever path
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +97,9 @@ def value_counts(mask: np.ndarray) -> np.ndarray:
     return np.bincount(mask.ravel(), minlength=256)
 
 
-def mask_values_problem(mask_path: Path, values: Sequence[int], num_classes: int) -> Problem | None:
+def mask_values_problem(
+    mask_path: Path, values: Collection[int] | np.ndarray, num_classes: int
+) -> Problem | None:
     """Values that are neither a class index ``< num_classes`` nor the ignore value 255."""
     bad = [int(v) for v in values if v >= num_classes and v != IGNORE_INDEX]
     if not bad:

@@ -51,17 +51,17 @@ class AugmentConfig(BaseModel):
     """Random vertical flips: for images without an "up" (microscopy, aerial)."""
     rotate90: bool = False
     """Random 90-degree rotations (likewise; needs a square patch)."""
-    scale_range: tuple[float, float] = Field((0.75, 1.25))
+    scale_range: tuple[float, float] = Field(default=(0.75, 1.25))
     """Random zoom factor before cropping; ``[1, 1]``: off."""
-    elastic: float = Field(0.0, ge=0.0, le=1.0)
+    elastic: float = Field(default=0.0, ge=0.0, le=1.0)
     """Probability of an elastic deformation per sample (true = 1, false = 0)."""
-    elastic_std: float = Field(10.0, ge=0.0)
+    elastic_std: float = Field(default=10.0, ge=0.0)
     """Elastic displacement std in pixels (the U-Net paper: 10)."""
-    elastic_sigma: float = Field(10.0, gt=0.0)
+    elastic_sigma: float = Field(default=10.0, gt=0.0)
     """Smoothness of the elastic displacement field, in pixels."""
-    brightness: float = Field(0.2, ge=0.0, le=1.0)
+    brightness: float = Field(default=0.2, ge=0.0, le=1.0)
     """Largest brightness shift, as a fraction of full scale."""
-    contrast: float = Field(0.2, ge=0.0, le=1.0)
+    contrast: float = Field(default=0.2, ge=0.0, le=1.0)
     """Largest contrast change, as a fraction."""
 
     @field_validator("elastic", mode="before")

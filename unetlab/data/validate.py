@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,10 +171,10 @@ def check_dataset(
         warnings=warnings,
     )
     for split, ids in split_ids.items():
-        counts = sum(
-            (samples[i].counts for i in ids if i in samples and samples[i].counts is not None),
-            np.zeros(256, np.int64),
-        )
+        counts = np.zeros(256, np.int64)
+        for counted in (samples[i].counts for i in ids if i in samples):
+            if counted is not None:
+                counts += counted
         report.class_pixels[split] = counts[:num_classes].astype(np.int64)
         report.ignored_pixels[split] = int(counts[IGNORE_INDEX])
         report.image_sizes[split] = Counter(samples[i].size for i in ids if samples[i].size)
@@ -210,7 +210,7 @@ def _inspect(info: DatasetInfo, sample_id: str) -> _Sample:
 
 
 def _num_classes(
-    info: DatasetInfo, samples, given: int | None, problems: list[Problem]
+    info: DatasetInfo, samples: Iterable[_Sample], given: int | None, problems: list[Problem]
 ) -> tuple[int, str]:
     known = info.num_classes
     if given is not None:
@@ -238,19 +238,19 @@ def _num_classes(
 
 def _mask_problems(info: DatasetInfo, samples: dict[str, _Sample], num_classes: int) -> list:
     """Values beyond the classes, and 0/255 binary masks (all of them, or a few among 0/1)."""
-    with_counts = [s for s in samples.values() if s.counts is not None]
+    read = [(s.mask_path, s.counts) for s in samples.values() if s.counts is not None]
+    with_counts = [(path, counts) for path, counts in read if path is not None]
     union = np.zeros(256, bool)
-    for sample in with_counts:
-        union |= sample.counts > 0
-    binary = [s for s in with_counts if set(np.flatnonzero(s.counts)) == {0, IGNORE_INDEX}]
+    for _, counts in with_counts:
+        union |= counts > 0
+    paths = [p for p, counts in with_counts if set(np.flatnonzero(counts)) == {0, IGNORE_INDEX}]
     problems = []
-    paths = [s.mask_path for s in binary if s.mask_path is not None]
     if paths and set(np.flatnonzero(union)) == {0, IGNORE_INDEX}:  # a 0/255 dataset: one message
         problems.append(binary_0_255_problem(paths, info.mask_dir))
     elif paths and union[1:IGNORE_INDEX].any():  # a few 0/255 masks among index masks
         problems += [binary_0_255_problem([p], info.mask_dir) for p in paths]
-    for sample in with_counts:
-        problem = mask_values_problem(sample.mask_path, np.flatnonzero(sample.counts), num_classes)
+    for path, counts in with_counts:
+        problem = mask_values_problem(path, np.flatnonzero(counts), num_classes)
         if problem is not None:
             problems.append(problem)
     return problems

@@ -99,7 +99,7 @@ def bench(
     compile: bool = False,
     runs: int = 20,
     warmup: int = 3,
-    num_classes: int = 2,
+    out_channels: int = 2,
     options: dict[str, Any] | None = None,
     device: str = "auto",
     precision: str = DEFAULT_PRECISION,
@@ -107,7 +107,7 @@ def bench(
 ) -> BenchResult:
     """Time ``predict`` on ``batch`` random images of ``input_shape`` (C x H x W) with
     ``target``: a checkpoint (file or run folder), an ``.onnx`` file, or a model name (built
-    with ``num_classes`` output channels and ``options``, random weights).
+    with ``out_channels`` output channels and ``options``, random weights).
 
     The other arguments are ``predict``'s: ``backend`` (``auto``: by the file's ending; ``onnx``
     for a checkpoint or model name times a temporary export), ``device``, ``precision``,
@@ -116,7 +116,7 @@ def bench(
     with ExitStack() as stack:
         predictor, label = open_target(
             target, backend, device, precision, channels_last, compile, threads,
-            num_classes, input_shape[0], options or {}, batch, tile, stack,
+            out_channels, input_shape[0], options or {}, batch, tile, stack,
         )
         channels, height, width = input_shape
         if channels != predictor.in_channels:
@@ -175,7 +175,7 @@ def open_target(
     channels_last: bool | None,
     compile: bool,
     threads: int | None,
-    num_classes: int,
+    out_channels: int,
     in_channels: int,
     options: dict[str, Any],
     batch: int,
@@ -191,7 +191,7 @@ def open_target(
     run_options = RunOptions(channels_last, compile, threads)
     if target in list_models():
         return _open_model_name(
-            target, backend, device, precision, num_classes, in_channels, options,
+            target, backend, device, precision, out_channels, in_channels, options,
             predict_options, run_options, stack,
         )
     if not Path(target).exists():
@@ -213,7 +213,7 @@ def open_target(
 
 
 def _open_model_name(
-    name, backend, device, precision, num_classes, in_channels, options, predict_options,
+    name, backend, device, precision, out_channels, in_channels, options, predict_options,
     run_options, stack,
 ) -> tuple[Any, str]:
     from unetlab.artifacts.card import default_class_names
@@ -222,7 +222,7 @@ def _open_model_name(
     from unetlab.inference.predictor import Predictor
     from unetlab.models import build_model
 
-    model = build_model(name, num_classes, in_channels=in_channels, **options).eval()
+    model = build_model(name, out_channels, in_channels=in_channels, **options).eval()
     described = ", ".join(f"{k}={v}" for k, v in options.items())
     label = f"{name}({described})" if described else name
     normalization = Normalization.default_for(in_channels)
@@ -242,7 +242,7 @@ def _open_model_name(
     predictor = Predictor(
         model,
         normalization,
-        default_class_names(num_classes),
+        default_class_names(out_channels),
         device=device,
         channels_last=run_options.channels_last,
         compile=run_options.compile,

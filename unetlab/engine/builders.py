@@ -7,14 +7,17 @@ a notebook user can call the same pieces (e.g. ``build_optimizer``) on their own
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from unetlab.data.preprocess import Normalization
-from unetlab.engine.config import METRICS, RunConfig
+from unetlab.engine.config import METRICS, NormalizationConfig, RunConfig
 from unetlab.errors import UnetlabError
+
+if TYPE_CHECKING:
+    from unetlab.models import SegmentationModel
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,12 @@ def resolve_data(cfg: RunConfig, report: Any) -> tuple[RunConfig, DataSpec]:
     resolved = cfg.model_copy(deep=True)
     resolved.data.num_classes = num_classes
     resolved.data.class_names = list(names)
-    resolved.data.normalization = {"mean": list(norm.mean), "std": list(norm.std)}
+    resolved.data.normalization = NormalizationConfig(mean=list(norm.mean), std=list(norm.std))
     resolved.model.in_channels = in_channels
     return resolved, DataSpec(num_classes, list(names), colors, in_channels, norm)
 
 
-def build_network(cfg: RunConfig, pretrained: bool) -> nn.Module:
+def build_network(cfg: RunConfig, pretrained: bool) -> SegmentationModel:
     """The model of ``cfg`` (one output channel for a binary loss). With ``pretrained`` (when a
     run starts; a resumed run has its own weights): encoder weights from ``model.pretrained``,
     then whole-model weights from ``model.init_weights``; the loaders' key reports are kept as
@@ -101,7 +104,7 @@ def build_network(cfg: RunConfig, pretrained: bool) -> nn.Module:
     return model
 
 
-def check_patch_size(model: nn.Module, patch: tuple[int, int], model_name: str) -> None:
+def check_patch_size(model: SegmentationModel, patch: tuple[int, int], model_name: str) -> None:
     """Training crops must fit the network exactly; name the nearest legal sizes if not."""
     from unetlab.models.padding import is_valid_input_size, nearest_multiples, valid_output_size
 

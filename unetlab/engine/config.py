@@ -36,7 +36,7 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 BINARY_LOSSES = ("bce",)
 """Losses for a one-output-channel (sigmoid) model: the binary convention of
-:mod:`unetlab.inference.postprocess` (metrics still count two classes)."""
+:mod:`unetlab.inference.labels` (metrics still count two classes)."""
 
 METRICS = ("miou", "val_loss", "pixel_acc", "train_loss")
 """Metrics a run can select its best checkpoint by, besides ``iou_<class name>``."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -48,19 +48,16 @@ class DistContext:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when a GPU is usable, else the CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UnetlabError(
-                f"train.device is {device!r} but this torch build has no usable GPU",
-                hint="use --device cpu (or auto), or install a CUDA build of torch",
-            )
-        if device == "cuda":
-            device = f"cuda:{local_rank}"
-        torch.cuda.set_device(torch.device(device))
-    return torch.device(device)
+    """``train.device`` by the one device rule (:func:`unetlab.inference.network.resolve_device`),
+    ``cuda`` (or ``auto`` with a GPU) meaning ``cuda:LOCAL_RANK``, made the current device."""
+    from unetlab.inference.network import resolve_device as device_rule
+
+    resolved = device_rule(device, name="train.device")
+    if resolved.type == "cuda":
+        if resolved.index is None:
+            resolved = torch.device("cuda", local_rank)
+        torch.cuda.set_device(resolved)
+    return resolved
 
 
 def setup(device: str = "auto") -> DistContext:
@@ -92,7 +89,7 @@ def on_main(context: DistContext, function: Callable[[], T]) -> T:
     e.g. the dataset check reads every file once, not once per process."""
     if not context.distributed:
         return function()
-    result: list[object] = [None]
+    result: list[Any] = [None]  # rank 0's ("ok", value) or ("error", text), broadcast
     error: UnetlabError | None = None
     if context.is_main:
         try:
@@ -100,12 +97,12 @@ def on_main(context: DistContext, function: Callable[[], T]) -> T:
         except UnetlabError as exc:
             error, result[0] = exc, ("error", exc.format())  # text: any subclass pickles
     dist.broadcast_object_list(result, src=0)
-    status, value = result[0]  # type: ignore[misc]
+    status, value = result[0]
     if error is not None:
         raise error
     if status == "error":
         raise UnetlabError(str(value))
-    return value  # type: ignore[return-value]
+    return value
 
 
 def barrier(context: DistContext) -> None:

@@ -96,7 +96,7 @@ def evaluate(
     precision: str = DEFAULT_PRECISION,
     tile: int = DEFAULT_TILE,
     overlap: float = 0.25,
-    blend: str = "gaussian",
+    tile_weights: str = "gaussian",
 ) -> EvaluationReport:
     """Evaluate a checkpoint, a run folder (its best checkpoint) or an ``.onnx`` export on
     ``data_root``'s ``split``.
@@ -108,7 +108,7 @@ def evaluate(
     ``tta`` (None: the model's own) and ``batch_size`` mean what they mean for ``unetlab
     predict``; ``boundary_class``
     picks the region separator of the Rand error (:mod:`unetlab.engine.regions`).
-    ``tile``, ``overlap`` and ``blend`` (tile weights) cut large images as predict does.
+    ``tile``, ``overlap`` and ``tile_weights`` cut large images as predict does.
     ``verbose`` prints :meth:`EvaluationReport.summary`.
     """
     from unetlab.data import open_dataset
@@ -125,7 +125,7 @@ def evaluate(
         batch_size=batch_size,
         tile=tile,
         overlap=overlap,
-        blend=blend,
+        tile_weights=tile_weights,
         progress=False,
     )
     card = predictor.card

@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -69,14 +69,16 @@ def time_candidate(
     warmup: int = 1,
 ) -> Timing:
     """Time ``candidate`` on ``device`` (see the module docstring)."""
+    from unetlab.artifacts.card import channels_for_classes
     from unetlab.models import build_model
 
+    outputs = channels_for_classes(num_classes)  # a softmax model of the classes
     model = build_model(
-        "unet", num_classes, in_channels=in_channels, base=candidate.base,
-        depth=candidate.depth, padding="same",
+        "unet", outputs, in_channels=in_channels, base=candidate.base, depth=candidate.depth,
+        padding="same",
     ).to(device)
     step_seconds, forward_seconds = time_step(
-        model, in_channels, num_classes, (candidate.patch, candidate.patch), candidate.batch,
+        model, in_channels, outputs, (candidate.patch, candidate.patch), candidate.batch,
         candidate.precision, candidate.channels_last, device, steps=steps, warmup=warmup,
     )
     megapixels = candidate.patch * candidate.patch / 1e6
@@ -86,7 +88,7 @@ def time_candidate(
 def time_step(
     model: nn.Module,
     in_channels: int,
-    num_classes: int,
+    out_channels: int,
     patch: tuple[int, int],
     batch: int,
     precision: str,
@@ -102,13 +104,17 @@ def time_step(
 
     generator = torch.Generator().manual_seed(0)
     layout = torch.channels_last if channels_last else torch.contiguous_format
+    # torch's stubs for Module.to lack the memory_format keyword it accepts
     model = model.to(memory_format=layout)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     dtype = None if precision == "fp32" else autocast_dtype(precision, device)
     images = torch.randn((batch, in_channels, *patch), generator=generator)
     images = images.to(device).contiguous(memory_format=layout)
-    masks = torch.randint(0, max(num_classes, 2), (batch, *patch), generator=generator).to(device)
-    binary = num_classes == 1
+    from unetlab.artifacts.card import classes_for_channels
+
+    classes = classes_for_channels(out_channels)
+    masks = torch.randint(0, classes, (batch, *patch), generator=generator).to(device)
+    binary = out_channels == 1  # one sigmoid channel: a BCE step
 
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -163,11 +169,11 @@ REDUCED_MARGIN = 1.10
 def measured_cpu_precision(
     model: nn.Module,
     in_channels: int,
-    num_classes: int,
+    out_channels: int,
     patch: tuple[int, int],
     batch: int,
     channels_last: bool,
-) -> tuple[str, str]:
+) -> tuple[Literal["fp32", "bf16"], str]:
     """``train.amp: auto`` on a CPU: bf16 when a timed step of (a copy of) ``model`` is at least
     ``REDUCED_MARGIN`` times faster in bf16 than in fp32, else fp32; with the reason."""
     import copy
@@ -176,7 +182,7 @@ def measured_cpu_precision(
     timed = {}
     for precision in ("fp32", "bf16"):
         timed[precision], _ = time_step(
-            copy.deepcopy(model), in_channels, num_classes, patch, batch, precision,
+            copy.deepcopy(model), in_channels, out_channels, patch, batch, precision,
             channels_last, device, steps=2, warmup=1,
         )
         if timed["fp32"] < TINY_STEP_SECONDS:

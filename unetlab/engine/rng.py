@@ -33,7 +33,10 @@ def derived_seed(*parts: int) -> int:
 
 def capture_rng() -> dict[str, Any]:
     """The state of every generator this process uses, as tensors and numbers."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)
+    if isinstance(legacy, dict):  # only for a bit generator other than np.random's MT19937
+        raise TypeError(f"unexpected numpy global generator {legacy.get('bit_generator')}")
+    kind, keys, pos, has_gauss, cached = legacy
     version, py_state, gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

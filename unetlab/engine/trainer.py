@@ -41,7 +41,7 @@ from unetlab.engine.builders import (
 )
 from unetlab.engine.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from unetlab.engine.config import RunConfig, load_config
-from unetlab.engine.distributed import DistContext, unwrap
+from unetlab.engine.distributed import DistContext
 from unetlab.engine.freeze import encoder_of, set_frozen, train_mode
 from unetlab.engine.interrupt import GracefulInterrupt
 from unetlab.engine.loaders import train_loader, val_loader
@@ -225,7 +225,8 @@ class Trainer:
         check_patch_size(self.model, self.patch, cfg.model.name)
         self.amp_note = ""
         if cfg.train.sync_bn and context.distributed and self.device.type == "cuda":
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            # replaces the BatchNorm layers inside the model in place (the root is not one)
+            nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.encoder = (
             encoder_of(self.model, cfg.model.name) if cfg.train.freeze_encoder_epochs else None
         )
@@ -236,7 +237,8 @@ class Trainer:
             if use_channels_last(cfg.train.channels_last, self.device, self.amp)
             else torch.contiguous_format
         )
-        self.model = self.model.to(memory_format=self.memory_format)
+        # torch's stubs for Module.to lack the memory_format keyword it accepts
+        self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.optimizer = build_optimizer(cfg, self.model)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp == torch.float16 and self.device.type == "cuda"
@@ -461,7 +463,7 @@ class Trainer:
     def _time_up(self, elapsed: float | None = None) -> bool:
         limit = self.cfg.train.time_limit_minutes
         elapsed = self._elapsed() if elapsed is None else elapsed
-        return bool(limit) and elapsed >= limit * 60.0
+        return limit is not None and elapsed >= limit * 60.0
 
     def _should_validate(self, stop: str) -> bool:
         epoch = self.state.epoch
@@ -567,8 +569,8 @@ class Trainer:
             "step_in_epoch": 0, "loss_sum": 0.0, "loss_count": 0, "epoch_seconds": 0.0
         }
         return {
-            "model": dict(unwrap(self.model).spec),
-            "state_dict": unwrap(self.model).state_dict(),
+            "model": dict(self.model.spec),
+            "state_dict": self.model.state_dict(),
             "data": self.spec.to_checkpoint(),
             "config": self.cfg.to_dict(),
             "epoch": state.epoch,
@@ -621,7 +623,7 @@ class Trainer:
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         """Continue from ``last.pt``: weights, optimizer, scaler, counters, RNG."""
-        load_state_dict_checked(unwrap(self.model), checkpoint["state_dict"], checkpoint["path"])
+        load_state_dict_checked(self.model, checkpoint["state_dict"], checkpoint["path"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         state = self.state
@@ -708,9 +710,9 @@ class Trainer:
         count = self.cfg.train.num_predictions
         if count and best is not None:
             weights = load_checkpoint(best, map_location=self.device)["state_dict"]
-            unwrap(self.model).load_state_dict(weights)
+            self.model.load_state_dict(weights)
             save_predictions(
-                unwrap(self.model), self.val_set, self.spec, self.run_dir / "predictions",
+                self.model, self.val_set, self.spec, self.run_dir / "predictions",
                 count, self.device, self.amp,
             )
         self.progress.info(

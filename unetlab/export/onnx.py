@@ -6,7 +6,7 @@ cannot forget or get wrong the preprocessing (the most common complaint about ex
 segmentation models). Batch, height and width are dynamic. The metadata key ``unetlab`` holds a
 JSON object with the class names and colours, mean/std, input scale, size arithmetic
 (``geometry``, ``size_multiple``), model name and options and the default threshold: everything
-:class:`~unetlab.export.onnx_runtime.OnnxPredictor` needs, with no torch at run time.
+:class:`~unetlab.inference.onnx_backend.OnnxPredictor` needs, with no torch at run time.
 
 After writing, the file is checked with ``onnx.checker`` and ONNX Runtime's output is compared
 with torch's on random input at two sizes and batch sizes; a difference above ``tolerance`` is
@@ -19,7 +19,6 @@ plain convolutional models with dynamic sizes exactly.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -30,13 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from unetlab.artifacts.card import METADATA_FORMAT, ModelCard
+from unetlab.artifacts.card import ModelCard
 from unetlab.artifacts.geometry import Geometry, model_geometry
-from unetlab.artifacts.onnx_file import METADATA_KEY
+from unetlab.artifacts.onnx_file import card_properties
 from unetlab.data.preprocess import Normalization
 from unetlab.errors import UnetlabError
 
-__all__ = ["METADATA_FORMAT", "METADATA_KEY", "export_model", "export_onnx", "write_graph"]
+__all__ = ["export_model", "export_onnx", "write_graph"]
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
@@ -157,16 +156,12 @@ def export_model(
         input_scale=float(input_scale),
         tta=tta,
     )
-    metadata = {
-        **card.to_onnx_metadata(),
-        "input": f"raw pixel values, float32 N x {in_channels} x H x W, 0..{input_scale:g}",
-        "output": "logits N x K x H' x W' (K = 1: sigmoid; K >= 2: softmax)",
-    }
+    metadata = card.to_onnx_metadata()
     proto = onnx.load(str(out_path))
-    onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(metadata)})
+    onnx.helper.set_model_props(proto, card_properties(card))
     proto.doc_string = (
-        f"unetlab {spec['name']} segmentation model; input: {metadata['input']}; "
-        f"output: {metadata['output']}; classes: {', '.join(metadata['class_names'])}"
+        f"unetlab {card.architecture} segmentation model; input: {metadata['input']}; "
+        f"output: {metadata['output']}; classes: {', '.join(card.class_names)}"
     )
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out_path))

@@ -3,7 +3,7 @@ and the reading of exports in :mod:`unetlab.artifacts.onnx_file` (both torch-fre
 
 from __future__ import annotations
 
-from unetlab.artifacts.onnx_file import METADATA_KEY, full_scale, open_session, read_metadata
+from unetlab.artifacts.onnx_file import full_scale, open_session, read_metadata
 from unetlab.inference.onnx_backend import OnnxPredictor
 
-__all__ = ["METADATA_KEY", "OnnxPredictor", "full_scale", "open_session", "read_metadata"]
+__all__ = ["OnnxPredictor", "full_scale", "open_session", "read_metadata"]

@@ -16,14 +16,14 @@ What is done, in ONNX Runtime's recommended form for CPUs:
   graph), each a centred window of at most ``calibration_size`` pixels whose sides the
   network accepts (mirror-padded when the image is smaller).
 
-The ``unetlab`` metadata (class names, normalisation, geometry) is copied into the quantised
-file, with a ``quantization`` entry that records how it was made, so
-:class:`~unetlab.export.onnx_runtime.OnnxPredictor` runs it unchanged.
+The model card of the export (class names, normalisation, geometry: read with
+:func:`unetlab.artifacts.read.onnx_card`) is written into the quantised file with a
+``quantization`` entry that records how it was made, so
+:class:`~unetlab.inference.onnx_backend.OnnxPredictor` runs it unchanged.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from unetlab.artifacts.card import ModelCard
 from unetlab.artifacts.geometry import Geometry
-from unetlab.artifacts.onnx_file import METADATA_KEY, full_scale
+from unetlab.artifacts.onnx_file import card_properties, full_scale
 from unetlab.errors import UnetlabError
 from unetlab.inference.grid import mirror_indices
 
@@ -94,9 +95,9 @@ def quantize_onnx(
         raise UnetlabError(
             f"unknown calibration method '{method}'", hint=f"use one of {', '.join(METHODS)}"
         )
-    metadata = read_export_metadata(onnx_path, onnx)
+    card = export_card(onnx_path)
     images = calibration_images(calibration, split, num_images)
-    inputs = [prepare_calibration_input(image, metadata, calibration_size) for image in images]
+    inputs = [prepare_calibration_input(image, card, calibration_size) for image in images]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="unetlab-quant-") as folder, _quiet_root_logger():
@@ -125,7 +126,7 @@ def quantize_onnx(
             "re-export it with 'unetlab export' (opset 13 or newer) and try again; "
             "--debug shows the traceback",
         ) from exc
-    metadata["quantization"] = {
+    record = {
         "format": "QDQ",
         "activations": "uint8",
         "weights": "int8 (7-bit range)" if reduce_range else "int8",
@@ -136,7 +137,7 @@ def quantize_onnx(
         "source": onnx_path.name,
     }
     proto = onnx.load(str(out_path))
-    onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(metadata)})
+    onnx.helper.set_model_props(proto, card_properties(card.with_quantization(out_path, record)))
     onnx.save(proto, str(out_path))
     return QuantizeReport(
         out_path,
@@ -149,30 +150,17 @@ def quantize_onnx(
     )
 
 
-def read_export_metadata(path: Path, onnx: Any) -> dict[str, Any]:
-    """The ``unetlab`` metadata of an exported file, or a clear error."""
-    if not path.is_file():
-        raise UnetlabError("ONNX model not found", path, "export one with 'unetlab export'")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise UnetlabError(
-            f"not a readable ONNX file ({type(exc).__name__})", path, "re-export it"
-        ) from None
-    props = {p.key: p.value for p in proto.metadata_props}
-    if METADATA_KEY not in props:
-        raise UnetlabError(
-            "this ONNX file was not exported by unetlab (no 'unetlab' metadata), so its input "
-            "scaling for calibration is unknown",
-            path,
-            "export it with 'unetlab export CHECKPOINT --format onnx'",
-        )
-    metadata = json.loads(props[METADATA_KEY])
-    if "quantization" in metadata:
+def export_card(path: Path) -> ModelCard:
+    """The card of the fp32 export to quantise, or a clear error (missing, unreadable, not a
+    unetlab export, already quantised)."""
+    from unetlab.artifacts.read import onnx_card
+
+    card = onnx_card(path)
+    if card.quantization is not None:
         raise UnetlabError(
             "this model is already quantised", path, "quantise the fp32 export instead"
         )
-    return metadata
+    return card
 
 
 def calibration_images(calibration: Calibration, split: str, num_images: int) -> list[np.ndarray]:
@@ -201,16 +189,13 @@ def calibration_images(calibration: Calibration, split: str, num_images: int) ->
     return images
 
 
-def prepare_calibration_input(
-    image: np.ndarray, metadata: dict[str, Any], max_side: int
-) -> np.ndarray:
+def prepare_calibration_input(image: np.ndarray, card: ModelCard, max_side: int) -> np.ndarray:
     """``1 x C x H x W`` float32 raw pixels as the exported graph takes them, at sides it accepts.
 
     Same scaling as :class:`OnnxPredictor` (``pixel * input_scale / full_scale(dtype)``); the
     window is centred, at most ``max_side`` per side, mirror-padded if the image is smaller.
     """
-    in_channels = int(metadata["model"]["in_channels"])
-    geometry = Geometry.from_dict(metadata["geometry"])
+    in_channels, geometry = card.in_channels, card.geometry
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[:, :, None]
@@ -228,7 +213,7 @@ def prepare_calibration_input(
         )
     rows, cols = (_window(length, geometry, max_side) for length in array.shape[:2])
     window = array[np.ix_(rows, cols)]
-    scale = float(metadata.get("input_scale", 255.0)) / full_scale(array.dtype)
+    scale = card.input_scale / full_scale(array.dtype)
     x = window.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(scale)
     return np.ascontiguousarray(x)
 

@@ -21,7 +21,9 @@ from unetlab.inference.labels import labels_from_logits, probabilities_from_logi
 from unetlab.inference.tiling import BatchNetwork, Prepare, TileReader, make_grid, predict_tiled
 
 Color = tuple[int, int, int]
-BLENDS = ("gaussian", "linear", "constant")
+TILE_WEIGHTS = ("gaussian", "linear", "constant")
+"""How overlapping tiles are weighted where they meet (``unetlab.inference.grid.blend_weights``);
+``blend`` means one thing only: colouring an overlay (``unetlab.inference.overlay.blend``)."""
 
 
 @dataclass
@@ -36,9 +38,9 @@ class Prediction:
 @dataclass
 class PredictOptions:
     """How to predict. ``tile``: network input side above which an image is predicted in
-    overlapping tiles (``overlap`` fraction, ``blend`` weights); ``tta``: False, "flips" or
-    "flips+rot90"; ``threshold``: foreground probability of binary models (None: the model's,
-    see :func:`unetlab.inference.labels.resolve_threshold`); ``batch_size``: images
+    overlapping tiles (``overlap`` fraction, weighted by ``tile_weights``); ``tta``: False,
+    "flips" or "flips+rot90"; ``threshold``: foreground probability of binary models (None:
+    the model's, see :func:`unetlab.inference.labels.resolve_threshold`); ``batch_size``: images
     or tiles per forward pass (1 by default: on a CPU larger batches are not faster, and four
     512 px tiles of the classic 64-wide U-Net need about 2 GB of activations against 0.6 GB for
     one, see benchmarks/tiled_memory.py; raise it on a GPU); ``progress``: a progress bar for
@@ -46,7 +48,7 @@ class PredictOptions:
 
     tile: int = 512
     overlap: float = 0.25
-    blend: str = "gaussian"
+    tile_weights: str = "gaussian"
     tta: bool | str = False
     tta_space: str = "logits"
     threshold: float | None = None
@@ -68,7 +70,12 @@ class PredictOptions:
                     "strictly in (0, 1)",
                 ),
                 ("batch_size", self.batch_size, self.batch_size >= 1, "at least 1"),
-                ("blend", self.blend, self.blend in BLENDS, f"one of {BLENDS}"),
+                (
+                    "tile_weights",
+                    self.tile_weights,
+                    self.tile_weights in TILE_WEIGHTS,
+                    f"one of {TILE_WEIGHTS}",
+                ),
                 ("tta", self.tta, self.tta in (False, True, *MODES), f"False, True or {MODES}"),
                 ("tta_space", self.tta_space, self.tta_space in SPACES, f"one of {SPACES}"),
             ]
@@ -219,7 +226,7 @@ class ArrayPredictor:
             self.geometry,
             tile=options.tile,
             overlap=options.overlap,
-            blend=options.blend,
+            tile_weights=options.tile_weights,
             batch_size=options.batch_size,
             output=output,
             threshold=options.threshold,

@@ -68,7 +68,7 @@ def predict_logits(
     overlap: float = 0.25,
     tta: bool | str = False,
     tta_space: str = "logits",
-    blend: str = "gaussian",
+    tile_weights: str = "gaussian",
     batch_size: int = 1,
     geometry: Geometry | None = None,
     progress: bool = False,
@@ -77,7 +77,7 @@ def predict_logits(
 
     The model is used as it is (call ``model.eval()`` first). ``tile``: images whose network
     input exceeds this side are predicted in overlapping tiles of about it (bounded memory;
-    :mod:`unetlab.inference.tiling`) blended with ``blend`` weights, as ``predict`` does;
+    :mod:`unetlab.inference.tiling`) blended with ``tile_weights``, as ``predict`` does;
     ``None`` runs each batch whole. ``tta``: ``True``/``"flips"`` averages the
     flips, ``"flips+rot90"`` adds the 90-degree rotations, in ``tta_space`` ("logits" or
     "probabilities"; averaged probabilities come back as their logarithm).
@@ -102,7 +102,7 @@ def predict_logits(
         geometry=geometry,
         tile=tile,
         overlap=overlap,
-        blend=blend,
+        tile_weights=tile_weights,
         batch_size=batch_size,
         progress=progress,
     )

@@ -83,7 +83,7 @@ def blend_weights(size: Sequence[int], mode: str = "gaussian", sigma_scale: floa
         elif mode == "constant":
             axis = np.ones(side)
         else:
-            raise ValueError(f"unknown blend mode {mode!r}: use gaussian, linear or constant")
+            raise ValueError(f"unknown tile weights {mode!r}: use gaussian, linear or constant")
         axes.append(axis)
     weights = np.multiply.outer(axes[0], axes[1])
     weights /= weights.max()

@@ -19,20 +19,24 @@ from unetlab.errors import UnetlabError
 from unetlab.inference.precision import autocast_dtype, precision_name
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else must be a usable torch device."""
+def resolve_device(device: str | torch.device = "auto", name: str = "--device") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else must be a usable torch device.
+
+    The one device rule of every command (training maps ``cuda`` to its local rank on top);
+    ``name`` is how errors call the setting (``train.device`` for training).
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise UnetlabError(
-            f"unknown device '{device}' ({exc})", hint="use auto, cpu or cuda"
+            f"unknown {name} '{device}' ({exc})", hint="use auto, cpu, cuda or cuda:N"
         ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise UnetlabError(
-            f"device '{device}' asked for but CUDA is not available on this machine",
-            hint="use --device cpu (or auto)",
+            f"{name} '{device}' asked for but this machine's torch has no usable GPU",
+            hint=f"use {name} cpu (or auto), or install a CUDA build of torch",
         )
     return resolved
 

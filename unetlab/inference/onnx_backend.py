@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from unetlab.artifacts.card import ModelCard
-from unetlab.artifacts.onnx_file import full_scale, open_session, read_metadata
+from unetlab.artifacts.onnx_file import full_scale, open_session
+from unetlab.artifacts.read import onnx_card
 from unetlab.inference.core import ArrayPredictor, PredictOptions
 from unetlab.inference.labels import resolve_threshold
 from unetlab.inference.tta import resolve_tta
@@ -25,6 +26,8 @@ from unetlab.inference.tta import resolve_tta
 class OnnxPredictor(ArrayPredictor):
     """Predict images with an exported model; same interface as the torch ``Predictor``.
 
+    ``card``: the export's :class:`~unetlab.artifacts.card.ModelCard` (its stored metadata).
+
     Args:
         path: the ``.onnx`` file written by ``unetlab export``.
         threads: intra-op threads for ONNX Runtime (default: its own choice).
@@ -32,6 +35,8 @@ class OnnxPredictor(ArrayPredictor):
         options: :class:`PredictOptions` fields (``tile=1024``, ``tta="flips"``, ...);
             ``threshold`` defaults to the one stored at export (binary models).
     """
+
+    card: ModelCard
 
     def __init__(
         self,
@@ -44,8 +49,7 @@ class OnnxPredictor(ArrayPredictor):
         self.path = Path(path)
         self.threads = threads
         self.session = open_session(self.path, threads, providers)
-        self.metadata = read_metadata(self.path, self.session)
-        self.card = ModelCard.from_onnx_metadata(self.metadata, self.path)
+        self.card = onnx_card(self.path, self.session)
         self.input_name = self.session.get_inputs()[0].name
         self.input_scale = self.card.input_scale
         known = {f.name for f in fields(PredictOptions)}
@@ -72,7 +76,7 @@ class OnnxPredictor(ArrayPredictor):
             "backend": "onnx",
             "device": "cpu",
             "providers": list(self.session.get_providers()),
-            "precision": "int8" if self.metadata.get("quantization") else "fp32",
+            "precision": "int8" if self.card.quantization else "fp32",
             "threads": self.threads or "default",
         }
 

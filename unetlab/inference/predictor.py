@@ -104,10 +104,3 @@ class Predictor(ArrayPredictor):
 
     def _prepare(self, tile: np.ndarray) -> np.ndarray:
         return image_to_tensor(tile, self.normalization).numpy()
-
-
-def default_class_names(num_outputs: int) -> list[str]:
-    """Compatibility name of :func:`unetlab.artifacts.card.default_class_names`."""
-    from unetlab.artifacts.card import default_class_names as names
-
-    return names(num_outputs)

@@ -127,7 +127,7 @@ def make_grid(
     )
 
 
-def tile_weights(grid: TileGrid, y: int, x: int, base: np.ndarray, trim: int) -> np.ndarray:
+def weights_of_tile(grid: TileGrid, y: int, x: int, base: np.ndarray, trim: int) -> np.ndarray:
     """Blend weight of the tile at ``(y, x)``: ``base`` with ``trim`` pixels zeroed on the sides
     that face another tile (never on image borders), where a same-padding network's output is
     spoiled by its zero padding."""
@@ -153,7 +153,7 @@ def predict_tiled(
     *,
     tile: int = 512,
     overlap: float = 0.25,
-    blend: str = "gaussian",
+    tile_weights: str = "gaussian",
     trim: int = 0,
     batch_size: int = 1,
     output: str = "logits",
@@ -179,7 +179,7 @@ def predict_tiled(
         for starts, side in ((grid.rows, tile_h), (grid.cols, tile_w))
     ):
         raise ValueError(f"trim {trim} leaves gaps: use an overlap larger than twice the trim")
-    base = blend_weights(grid.tile, blend)
+    base = blend_weights(grid.tile, tile_weights)
     origins = list(grid.origins())
     batches = [origins[i : i + batch_size] for i in range(0, len(origins), batch_size)]
     band = Band(grid, batches, output, threshold, dtype)
@@ -201,7 +201,7 @@ def predict_tiled(
                     f"expected {grid.tile} from its geometry {geometry}"
                 )
             for (y, x), tile_logits in zip(batch, logits, strict=True):
-                band.add(y, x, tile_logits, tile_weights(grid, y, x, base, trim))
+                band.add(y, x, tile_logits, weights_of_tile(grid, y, x, base, trim))
             bar.update(len(batch))
     return band.finish()
 
@@ -283,7 +283,7 @@ def predict_tiled_tensor(
     geometry: Geometry,
     tile: int,
     overlap: float = 0.25,
-    blend: str = "gaussian",
+    tile_weights: str = "gaussian",
     trim: int = 0,
     batch_size: int = 1,
     progress: bool = False,
@@ -306,7 +306,7 @@ def predict_tiled_tensor(
             geometry,
             tile=tile,
             overlap=overlap,
-            blend=blend,
+            tile_weights=tile_weights,
             trim=trim,
             batch_size=batch_size,
             progress=progress,

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from unetlab.inference.labels import probabilities_from_logits
+
 Array = Any  # torch.Tensor or np.ndarray, N x C x H x W
 Network = Callable[[Array], Array]
 
@@ -76,14 +78,11 @@ def invert(y: Array, rotation: int, flip: tuple[int, ...]) -> Array:
 
 
 def _to_probabilities(logits: Array) -> Array:
-    if isinstance(logits, np.ndarray):
-        logits = logits.astype(np.float32, copy=False)
-        if logits.shape[1] == 1:
-            return 1.0 / (1.0 + np.exp(-logits))
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
-    logits = logits.float()
-    return logits.sigmoid() if logits.shape[1] == 1 else logits.softmax(dim=1)
+    """Softmax probabilities, or the sigmoid alone for one channel (what :func:`_to_logits`
+    inverts), from the labelling rule's
+    :func:`~unetlab.inference.labels.probabilities_from_logits`."""
+    probabilities = probabilities_from_logits(logits, channel_axis=1)
+    return probabilities[:, 1:] if logits.shape[1] == 1 else probabilities
 
 
 def _to_logits(probabilities: Array) -> Array:

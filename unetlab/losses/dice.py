@@ -32,6 +32,8 @@ class FBetaLoss(nn.Module):
     background and foreground).
     """
 
+    class_weights: torch.Tensor  # a buffer: one weight per scored class
+
     def __init__(
         self,
         num_classes: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from unetlab.artifacts.card import classes_for_channels
 from unetlab.errors import UnetlabError
 
 
@@ -38,7 +39,7 @@ def check_inputs(
             "(see unetlab.models.padding), or use padding 'same'.",
         )
     channels = logits.shape[1]
-    if channels != num_classes and not (channels == 1 and num_classes == 2):
+    if classes_for_channels(channels) != num_classes:  # 1 sigmoid channel scores 2 classes
         raise UnetlabError(
             f"the loss was built for {num_classes} classes but the model outputs {channels} "
             "channels.",

@@ -54,6 +54,9 @@ class PixelwiseLoss(nn.Module):
         require_weight: the per-pixel ``weight`` map must be given (``weighted_ce``).
     """
 
+    class_weights: torch.Tensor | None  # buffers (None: all ones)
+    factor: torch.Tensor | None
+
     def __init__(
         self,
         num_classes: int,

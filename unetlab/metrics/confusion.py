@@ -26,8 +26,8 @@ def as_label_tensor(labels: LabelArray, what: str) -> torch.Tensor:
         if labels.is_floating_point():
             raise UnetlabError(
                 f"the confusion matrix expects class labels as {what}, got a float tensor.",
-                hint="turn logits into labels first (unetlab.inference.postprocess."
-                "logits_to_labels).",
+                hint="turn logits into labels first (unetlab.inference.labels."
+                "labels_from_logits).",
             )
         return labels.detach().long()
     array = np.asarray(labels)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
 from unetlab.errors import UnetlabError
 from unetlab.models.padding import check_size, is_valid_input_size, valid_output_size
+
+if TYPE_CHECKING:
+    from unetlab.models.pretrained import LoadReport
 
 
 def _tracing() -> bool:
@@ -29,12 +34,19 @@ class SegmentationModel(nn.Module):
         padding: ``same`` (output = input size) or ``valid`` (output smaller, see
             :mod:`unetlab.models.padding`).
         depth: number of poolings; with ``padding == "valid"`` it fixes the size arithmetic.
+        spec: how :func:`~unetlab.models.build_model` built it (name, num_classes,
+            in_channels, options): what a checkpoint stores to rebuild it.
+        pretrained_report, init_report: what loading encoder or whole-model weights matched
+            (None when no weights were loaded).
     """
 
     size_multiple: int = 1
     padding: str = "same"
     depth: int = 0
     in_channels: int = 3
+    spec: dict[str, Any]
+    pretrained_report: LoadReport | None = None
+    init_report: LoadReport | None = None
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Output ``(H', W')`` for a legal input size."""

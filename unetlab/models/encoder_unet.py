@@ -122,14 +122,18 @@ BUBBLIIIING_STAGES = tuple(
 
 
 @register_model("vgg16_unet")
-def vgg16_unet(num_classes: int, in_channels: int = 3, *, pretrained: str | Path | None = None):
+def vgg16_unet(
+    num_classes: int, in_channels: int = 3, *, pretrained: str | Path | None = None
+) -> EncoderUNet:
     """U-Net on a VGG16 encoder (levels at strides 1..16), bubbliiiing's decoder."""
     encoder = build_encoder("vgg16", in_channels)
     return _with_weights(EncoderUNet(encoder, BUBBLIIIING_STAGES, num_classes), pretrained)
 
 
 @register_model("resnet50_unet")
-def resnet50_unet(num_classes: int, in_channels: int = 3, *, pretrained: str | Path | None = None):
+def resnet50_unet(
+    num_classes: int, in_channels: int = 3, *, pretrained: str | Path | None = None
+) -> EncoderUNet:
     """U-Net on a ResNet-50 encoder (strides 2..32), bubbliiiing's decoder + a final up block."""
     encoder = build_encoder("resnet50", in_channels)
     stages = (*BUBBLIIIING_STAGES, DecoderStage(64, None))
@@ -143,7 +147,7 @@ def mobilenet_unet(
     *,
     pretrained: str | Path | None = None,
     level1_skip: bool = True,
-):
+) -> EncoderUNet:
     """U-Net on a MobileNetV2 encoder (strides 2..16) with the Keras conv+BN decoder."""
     encoder = build_encoder("mobilenet_v2", in_channels, depth=4)
     stages = (

@@ -161,16 +161,22 @@ def pad_for_valid(x: torch.Tensor, depth: int, mode: str = "reflect") -> tuple[t
     Returns the padded input and the pads to remove from the *output* with :func:`crop_to`
     (the output is smaller than the padded input, centred in it).
     """
-    pads_in: list[int] = []
-    pads_out: list[int] = []
-    for size in (x.shape[-1], x.shape[-2]):  # width first: F.pad order
+
+    def side(size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(pads before/after the input, crops before/after the output) of one side."""
         padded = valid_input_size(size, depth)
         out = valid_output_size(padded, depth)
         margin = (padded - out) // 2  # input pixels in front of the first output pixel
         crop_before, crop_after = _split(out - size)
-        pads_in += [margin + crop_before, padded - size - margin - crop_before]
-        pads_out += [crop_before, crop_after]
-    return _pad(x, tuple(pads_in), mode), tuple(pads_out)
+        return (margin + crop_before, padded - size - margin - crop_before), (
+            crop_before,
+            crop_after,
+        )
+
+    (left, right), (crop_left, crop_right) = side(x.shape[-1])  # width first: F.pad order
+    (top, bottom), (crop_top, crop_bottom) = side(x.shape[-2])
+    padded = _pad(x, (left, right, top, bottom), mode)
+    return padded, (crop_left, crop_right, crop_top, crop_bottom)
 
 
 def crop_to(x: torch.Tensor, pads_or_size: Pads | Sequence[int]) -> torch.Tensor:

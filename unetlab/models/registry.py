@@ -1,7 +1,7 @@
 """One registry for every architecture: ``@register_model(name)`` on a builder function.
 
-A builder is ``builder(num_classes, in_channels, *, option=default, ...) -> nn.Module``. Its
-keyword-only parameters are the model's options; their type hints (checked by pydantic) are the
+A builder is ``builder(num_classes, in_channels, *, option=default, ...) -> SegmentationModel``.
+Its keyword-only parameters are the model's options; their type hints (checked by pydantic) are the
 validation, so a config or the command line can pass ``base=32`` or ``padding="valid"`` and get a
 clear error for anything else. Nothing outside this package knows a model by name: the engine
 calls :func:`build_model` with the name it was given.
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydantic
-from torch import nn
 
 from unetlab.errors import UnetlabError
+from unetlab.models.base import SegmentationModel
 
-Builder = Callable[..., nn.Module]
+Builder = Callable[..., SegmentationModel]
 
 NOT_STORED_OPTIONS = frozenset({"pretrained"})
 """Options that only matter when a model is first built (its weights then live in the state
@@ -100,12 +100,14 @@ def _validate(entry: ModelEntry, key: str, value: Any) -> Any:
         ) from None
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3, **options: Any) -> nn.Module:
+def build_model(
+    name: str, num_classes: int, in_channels: int = 3, **options: Any
+) -> SegmentationModel:
     """Build a registered architecture.
 
-    Returns a plain ``nn.Module`` mapping ``N x in_channels x H x W`` to logits
-    ``N x num_classes x H' x W'``, with ``size_multiple`` and ``spec`` attributes (``spec`` is
-    what a checkpoint stores to rebuild it).
+    Returns a :class:`SegmentationModel` (a plain ``nn.Module``) mapping
+    ``N x in_channels x H x W`` to logits ``N x num_classes x H' x W'``, with ``size_multiple``
+    and ``spec`` attributes (``spec`` is what a checkpoint stores to rebuild it).
 
     Raises:
         UnetlabError: unknown name, unknown option or an invalid option value.

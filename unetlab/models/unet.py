@@ -40,16 +40,23 @@ class UNet(SegmentationModel):
         self.in_channels, self.depth, self.padding = in_channels, depth, padding
         self.size_multiple = 2**depth
         widths = [base * 2**i for i in range(depth + 1)]
-        conv = {"padding": padding, "batch_norm": batch_norm}
         self.down = nn.ModuleList(
-            ConvBlock(c_in, c_out, **conv)
+            ConvBlock(c_in, c_out, padding=padding, batch_norm=batch_norm)
             for c_in, c_out in zip([in_channels, *widths[:-1]], widths, strict=True)
         )  # down[depth] is the bottleneck
         self.pool = nn.MaxPool2d(2)
         self.drop_skip = nn.Dropout(dropout) if dropout else nn.Identity()
         self.drop_bottleneck = nn.Dropout(dropout) if dropout else nn.Identity()
         self.up = nn.ModuleList(
-            UpBlock(widths[i + 1], widths[i], widths[i], up=up, up_channels=widths[i], **conv)
+            UpBlock(
+                widths[i + 1],
+                widths[i],
+                widths[i],
+                up=up,
+                up_channels=widths[i],
+                padding=padding,
+                batch_norm=batch_norm,
+            )
             for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
@@ -81,7 +88,7 @@ def unet(
     up: Literal["transpose", "bilinear"] = "transpose",
     batch_norm: bool = True,
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0,
-) -> nn.Module:
+) -> UNet:
     """Classic 2015 U-Net (base 64, depth 4: 64..1024 channels); same or valid padding."""
     return UNet(
         num_classes,

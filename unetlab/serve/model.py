@@ -1,9 +1,10 @@
 """The model behind the page: opened once, described once (the model card).
 
-:func:`open_predictor` is the only place ``unetlab serve`` opens a model, so switching it to
-another opener is a one-line change. :func:`model_card` gathers what a person wants to know
-before trusting the predictions: architecture, classes, input size rules, training data and
-the metrics of the run.
+:func:`open_predictor` is the only place ``unetlab serve`` opens a model (through
+:func:`unetlab.inference.open_model`, as ``predict`` does). :func:`model_card` turns the
+predictor's :class:`~unetlab.artifacts.card.ModelCard` into what a person wants to know before
+trusting the predictions: architecture, classes, input size rules, training data and the
+metrics of the run; nothing here reads checkpoint or export metadata itself.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from unetlab.artifacts.card import TrainingRecord
 from unetlab.inference.core import ArrayPredictor
 
 
@@ -36,38 +38,34 @@ def run_folder(model_path: str | Path) -> Path:
 
 def model_file(model_path: str | Path) -> Path:
     """The file a run folder or a path stands for (what ``open_predictor`` loads)."""
-    path = Path(model_path)
-    if path.suffix.lower() == ".onnx":
-        return path
     from unetlab.artifacts.checkpoint import resolve_checkpoint
+    from unetlab.artifacts.onnx_file import is_onnx_file
 
-    return resolve_checkpoint(path)
+    return Path(model_path) if is_onnx_file(model_path) else resolve_checkpoint(model_path)
 
 
 def model_card(model_path: str | Path, predictor: ArrayPredictor) -> dict[str, Any]:
-    """JSON-ready facts about the model for the page (see the module docstring)."""
-    path = model_file(model_path)
-    metadata = getattr(predictor, "metadata", None)
-    if metadata is not None:  # an ONNX export: everything is in its metadata
-        spec, training = dict(metadata["model"]), _training_from_folder(run_folder(path))
-        kind = "ONNX, int8" if "quantization" in metadata else "ONNX, fp32"
-        parameters = None
-    else:
-        from unetlab.artifacts.checkpoint import load_checkpoint
-
-        checkpoint = load_checkpoint(path)
-        spec, training = dict(checkpoint["model"]), _training_from_checkpoint(checkpoint)
-        kind = "PyTorch checkpoint"
-        model = getattr(predictor, "model", None)
-        parameters = sum(p.numel() for p in model.parameters()) if model is not None else None
-    outputs = int(spec["num_classes"])
+    """JSON-ready facts about the model for the page (see the module docstring); ``predictor``
+    comes from :func:`open_predictor` (its ``card`` is the model file's)."""
+    card = predictor.card
+    if card is None:
+        raise ValueError("the predictor has no model card: open it with open_predictor")
+    path = Path(card.path) if card.path else model_file(model_path)
+    training: dict[str, Any] | None
+    if card.training is not None:
+        training = _training_from_card(card.training)
+    else:  # an export: the run folder around it (if any) tells how it was trained
+        training = _training_from_folder(run_folder(path))
+    model = getattr(predictor, "model", None)
+    parameters = sum(p.numel() for p in model.parameters()) if model is not None else None
+    outputs = card.out_channels
     named = zip(predictor.class_names, palette(predictor), strict=True)
     return {
         "file": str(path),
-        "format": kind,
+        "format": card.describe_format(),
         "precision": _precision(predictor),
-        "architecture": spec["name"],
-        "options": spec.get("options") or {},
+        "architecture": card.architecture,
+        "options": dict(card.options),
         "parameters": parameters,
         "in_channels": predictor.in_channels,
         "output": "1 channel, sigmoid" if outputs == 1 else f"{outputs} channels, softmax",
@@ -107,18 +105,16 @@ def _precision(predictor: ArrayPredictor) -> str:
     return "fp32" if dtype is None else str(dtype).replace("torch.", "")
 
 
-def _training_from_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    config = checkpoint.get("config") or {}
-    metrics = checkpoint.get("metrics") or {}
-    chosen = (config.get("train") or {}).get("best_metric")
+def _training_from_card(training: TrainingRecord) -> dict[str, Any]:
+    """A checkpoint's training record as the page shows it."""
     return {
-        "run": config.get("name"),
-        "data": (config.get("data") or {}).get("root"),
-        "epochs": checkpoint.get("epoch"),
-        "steps": checkpoint.get("global_step"),
-        "best_metric": chosen,
-        "best_value": checkpoint.get("best_metric"),
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
+        "run": training.run,
+        "data": training.data_root,
+        "epochs": training.epochs,
+        "steps": training.steps,
+        "best_metric": training.best_metric,
+        "best_value": training.best_value,
+        "metrics": dict(training.metrics),
     }
 
 

@@ -35,7 +35,7 @@ class VGG16Encoder(Encoder):
         self.level_ends: list[int] = []  # index in ``features`` after each level's last ReLU
         channels, pools = in_channels, 0
         for item in VGG16_LAYOUT:
-            if item == "M":
+            if isinstance(item, str):  # "M"
                 self.level_ends.append(len(layers))
                 pools += 1
                 if pools == depth:
