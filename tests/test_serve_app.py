@@ -86,14 +86,16 @@ def test_upload_predict_and_download(tmp_path: Path) -> None:
             assert png.mode == "P" and png.getpalette()[:9] == [v for c in COLORS for v in c]
             np.testing.assert_array_equal(np.asarray(png), expected)
 
-        overlay = client.get(f"/api/results/{rid}/overlay.png?alpha=0.25&hidden=2").content
-        with Image.open(io.BytesIO(overlay)) as png:
-            drawn = np.asarray(png).astype(float)
         colors = np.array(COLORS, float)[expected]
-        reference = np.where(
-            np.isin(expected, (0, 2))[:, :, None], image, 0.75 * image + 0.25 * colors
-        )  # hidden class 2 and the background (left clear by default): the image alone
-        assert np.abs(drawn - reference).max() <= 1
+        for query, clear in (("&hidden=2", (2,)), ("", (0,)), ("&hidden=", ())):
+            # the page's hidden classes show the image alone; absent, the background (as
+            # unetlab predict's overlay); empty, none
+            overlay = client.get(f"/api/results/{rid}/overlay.png?alpha=0.25{query}").content
+            with Image.open(io.BytesIO(overlay)) as png:
+                drawn = np.asarray(png).astype(float)
+            plain = np.isin(expected, clear)[:, :, None]
+            reference = np.where(plain, image, 0.75 * image + 0.25 * colors)
+            assert np.abs(drawn - reference).max() <= 1, query
 
         probability = client.get(f"/api/results/{rid}/probability/1").content
         full = Predictor.from_checkpoint(run, device="cpu").predict(image, True).probabilities
