@@ -7,7 +7,8 @@ split and opens its worst image; the server is stopped by its PID. Outside CI th
 with the reason when the browser is absent; in CI (``CI=true``) it fails instead.
 
 ``python tests/test_serve_browser.py --docs docs/serve.png`` makes the README's screenshot with
-the same page-driving code, on a demo-like model (trained for a few minutes of CPU time).
+the same page-driving code, on the model ``unetlab demo`` trains (its preset's whole schedule
+unless ``--minutes`` gives a time budget).
 """
 
 from __future__ import annotations
@@ -480,37 +481,33 @@ def test_serve_in_a_real_browser(tmp_path: Path) -> None:
             assert len(screenshot.convert("RGB").getcolors(1 << 20) or []) > 200
 
 
-def make_docs_screenshot(out: Path, workdir: Path, epochs: int) -> None:
-    """The README's picture: the inspection page of a demo-like model (see the docstring)."""
-    from unetlab.data import make_shapes_dataset
-    from unetlab.engine.config import load_config
-    from unetlab.engine.trainer import train
+def make_docs_screenshot(out: Path, workdir: Path, minutes: float | None) -> None:
+    """The README's picture: the inspection page of the model ``unetlab demo`` trains (in
+    ``workdir``; reused when it is there), after the same steps as the browser test.
+
+    ``minutes`` None trains the demo preset's whole schedule rather than a time budget, so a
+    busy machine still gets the model an idle laptop gets in about a minute."""
+    from unetlab.artifacts.checkpoint import resolve_checkpoint
+    from unetlab.engine.demo import run_demo
 
     browser, driver = browser_paths()
-    data = workdir / "shapes"
-    if not (data / "splits" / "val.txt").is_file():
-        make_shapes_dataset(data, n_train=160, n_val=24)
-    run = workdir / "runs" / "shapes-demo"
-    if not (run / "checkpoints" / "best.pt").is_file():
-        config = load_config(
-            preset="demo",
-            options={
-                "name": "shapes-demo",
-                "data": {"root": str(data), "num_workers": 0},
-                "out_dir": str(workdir / "runs"),
-                "train": {"epochs": epochs, "val_every": 4, "device": "cpu"},
-            },
-        )
-        result = train(config)
-        if result.stopped == "interrupted":
-            raise SystemExit(f"training interrupted; resume it or delete {result.run_dir}")
-        run = result.run_dir
+    runs = sorted((workdir / "runs").glob("*/checkpoints/best.pt"))
+    if runs:
+        run, data = runs[-1].parent.parent, workdir / "shapes"
+    else:
+        budget = ("train.time_limit_minutes=null",) if minutes is None else ()
+        summary = run_demo(workdir, minutes=minutes or 1.0, device="cpu", overrides=budget)
+        print(summary.text)
+        if summary.report is None:
+            raise SystemExit(f"the demo stopped; resume it or delete {workdir}")
+        run, data = summary.result.run_dir, summary.data_root
+    print(f"serving {resolve_checkpoint(run)} on {data}")
     bad_file = workdir / "notes.png"
     bad_file.write_text("text\n")
     shots = workdir / "shots"
     shots.mkdir(exist_ok=True)
-    image = data / "images" / "shape_0170.png"
-    images = [data / "images" / "shape_0171.png", image]
+    val = (data / "splits" / "val.txt").read_text().split()
+    images = [data / "images" / f"{sample_id}.png" for sample_id in val[:2]]
     log = workdir / "server.log"
     with running_server(run, data, log) as server, chromium(browser, driver) as session:
         drive_page(session, server.url, images, bad_file, shots)
@@ -518,7 +515,9 @@ def make_docs_screenshot(out: Path, workdir: Path, epochs: int) -> None:
         small = picture.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
         buffer = io.BytesIO()
         small.save(buffer, format="PNG", optimize=True)
-    out.write_bytes(buffer.getvalue())
+    temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    temp.write_bytes(buffer.getvalue())
+    os.replace(temp, out)  # atomic: a half-written picture never replaces the old one
     print(f"wrote {out} ({len(buffer.getvalue()) / 1024:.0f} KB); all shots in {shots}")
 
 
@@ -528,7 +527,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Make the README's screenshot of unetlab serve.")
     parser.add_argument("--docs", type=Path, required=True, help="where to write the PNG")
     parser.add_argument("--workdir", type=Path, default=Path("serve-screenshot"))
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--minutes", type=float, default=3.0, help="unetlab demo's training budget")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    make_docs_screenshot(args.docs, args.workdir, args.epochs)
+    make_docs_screenshot(args.docs, args.workdir, args.minutes)
