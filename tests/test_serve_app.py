@@ -295,6 +295,9 @@ def test_an_int8_export_is_served_and_agrees_with_the_checkpoint(tmp_path: Path)
 
 
 def test_host_notice_only_off_loopback() -> None:
+    from unetlab.cli.serve import serve
+
+    assert {option.name: option.default for option in serve.params}["host"] == "127.0.0.1"
     assert host_notice("127.0.0.1", 7860) is None
     assert host_notice("localhost", 7860) is None
     assert host_notice("::1", 7860) is None
