@@ -240,12 +240,18 @@ def overlay_link(session: Any) -> str:
 
 
 def drive_page(
-    session: Any, url: str, images: list[Path], bad_file: Path, screenshots: Path
+    session: Any,
+    url: str,
+    images: list[Path],
+    bad_file: Path,
+    screenshots: Path,
+    inspection_s: float = WAIT_S,
 ) -> dict:
     """What a person does: upload a file that is no image, then several images at once; read the
     legend; switch classes off and on; move the opacity slider; show a heat map; open the
-    worst image of the inspection. The last of ``images`` is the one looked at. Returns what the
-    page showed and writes ``predict.png`` and ``inspect.png`` into ``screenshots``."""
+    worst image of the inspection (given ``inspection_s`` seconds to score the split). The last
+    of ``images`` is the one looked at. Returns what the page showed and writes ``predict.png``
+    and ``inspect.png`` into ``screenshots``."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -311,7 +317,7 @@ def drive_page(
 
     session.find_element(By.ID, "tab-button-inspect").click()
     table = session.find_element(By.ID, "rank-table")
-    wait(session, lambda s: table.get_attribute("data-ready"), "the inspection table")
+    wait(session, lambda s: table.get_attribute("data-ready"), "the inspection table", inspection_s)
     rows = session.find_elements(By.CSS_SELECTOR, "#rank-table tbody tr")
     seen["ranked"] = [row.find_element(By.CLASS_NAME, "id").text for row in rows]
     rows[0].click()
@@ -510,7 +516,7 @@ def make_docs_screenshot(out: Path, workdir: Path, minutes: float | None) -> Non
     images = [data / "images" / f"{sample_id}.png" for sample_id in val[:2]]
     log = workdir / "server.log"
     with running_server(run, data, log) as server, chromium(browser, driver) as session:
-        drive_page(session, server.url, images, bad_file, shots)
+        drive_page(session, server.url, images, bad_file, shots, inspection_s=1800)
     with Image.open(shots / "inspect.png") as picture:
         small = picture.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
         buffer = io.BytesIO()
@@ -527,7 +533,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Make the README's screenshot of unetlab serve.")
     parser.add_argument("--docs", type=Path, required=True, help="where to write the PNG")
     parser.add_argument("--workdir", type=Path, default=Path("serve-screenshot"))
-    parser.add_argument("--minutes", type=float, default=3.0, help="unetlab demo's training budget")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="the demo's time budget (default: none)"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     make_docs_screenshot(args.docs, args.workdir, args.minutes)
