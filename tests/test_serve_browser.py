@@ -7,7 +7,8 @@ split and opens its worst image; the server is stopped by its PID. Outside CI th
 with the reason when the browser is absent; in CI (``CI=true``) it fails instead.
 
 ``python tests/test_serve_browser.py --docs docs/serve.png`` makes the README's screenshot with
-the same page-driving code, on a demo-like model (trained for a few minutes of CPU time).
+the same page-driving code, on the model ``unetlab demo`` trains (its preset's whole schedule
+unless ``--minutes`` gives a time budget).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,10 @@ from PIL import Image
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 WINDOW = (1440, 960)
+STARTUP_S = 240.0
+"""Seconds the server may take to import torch and open the model (a loaded CI machine)."""
+WAIT_S = 60.0
+"""Seconds any one thing on the page may take to appear (each takes well under one here)."""
 
 
 def unavailable(reason: str) -> None:
@@ -66,39 +72,55 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+
+
 @contextmanager
 def running_server(
-    model: Path, data: Path, log: Path, extra: tuple[str, ...] = (), startup_s: float = 600
-) -> Iterator[str]:
-    """``unetlab serve`` as a subprocess; yields its URL once it answers; stops it by PID."""
+    model: Path, data: Path, log: Path, extra: tuple[str, ...] = (), startup_s: float = STARTUP_S
+) -> Iterator[Server]:
+    """``unetlab serve`` as a subprocess; yields it once it answers; stops it by its PID, on
+    failure too (SIGTERM, then SIGKILL after 30 s)."""
     port = free_port()
     command = [sys.executable, "-m", "unetlab.cli.main", "serve", str(model), "--data", str(data)]
     command += ["--port", str(port), "--device", "cpu", *extra]
     with log.open("w") as output:
-        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", process)
     try:
         deadline = time.monotonic() + startup_s  # generous: a loaded CI machine imports slowly
         while True:
-            if server.poll() is not None:
-                raise AssertionError(f"the server exited ({server.returncode}):\n{log.read_text()}")
+            if process.poll() is not None:
+                code = process.returncode
+                raise AssertionError(f"the server exited ({code}):\n{log.read_text()}")
             try:
-                with urllib.request.urlopen(f"{url}/api/card", timeout=5) as response:
+                with urllib.request.urlopen(f"{server.url}/api/card", timeout=5) as response:
                     if response.status == 200:
                         break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"the server did not answer:\n{log.read_text()}")
+                raise AssertionError(
+                    f"the server did not answer within {startup_s:g} s:\n{log.read_text()}"
+                )
             time.sleep(0.5)
-        yield url
+        yield server
     finally:
-        os.kill(server.pid, signal.SIGTERM)
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """End the server by its PID: SIGTERM (uvicorn shuts down), SIGKILL if it lingers."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
         try:
-            server.wait(timeout=60)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.kill(server.pid, signal.SIGKILL)
-            server.wait()
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 @contextmanager
@@ -119,77 +141,201 @@ def chromium(browser: str, driver: str) -> Iterator[Any]:
         options.add_argument(argument)
     session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     try:
+        session.set_page_load_timeout(WAIT_S)
+        session.set_script_timeout(WAIT_S)
         yield session
     finally:
         session.quit()
 
 
-def wait(session: Any, condition, timeout: float = 300) -> Any:
+class PageFailed(AssertionError):
+    """The page reported a JavaScript error (body[data-error]): no use waiting on."""
+
+
+def console(session: Any) -> str:
+    lines = [f"  {entry['level']}: {entry['message']}" for entry in session.get_log("browser")]
+    return "\n".join(lines) or "  (empty)"
+
+
+def wait(session: Any, condition, what: str, timeout: float | None = None) -> Any:
+    """Poll ``condition(session)`` until it is truthy. Fails at once when the page reports a
+    JavaScript error, and after ``timeout`` seconds (:data:`WAIT_S`) with what it waited for,
+    the page's visible error and the browser console: never hangs."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(session, timeout, poll_frequency=0.2).until(condition)
+    timeout = WAIT_S if timeout is None else timeout
+
+    def check(session: Any) -> Any:
+        error = session.execute_script("return document.body.dataset.error || ''")
+        if error:
+            raise PageFailed(
+                f"the page failed while waiting for {what}: {error}\nbrowser console:\n"
+                + console(session)
+            )
+        return condition(session)
+
+    try:
+        return WebDriverWait(session, timeout, poll_frequency=0.2).until(check)
+    except TimeoutException:
+        shown = session.execute_script(
+            "const box = document.getElementById('upload-error');"
+            "return box && !box.hidden ? box.innerText : ''"
+        )
+        raise AssertionError(
+            f"waited {timeout:g} s for {what}; the page shows the error {shown!r}; "
+            f"browser console:\n{console(session)}"
+        ) from None
 
 
-def drive_page(session: Any, url: str, image: Path, bad_file: Path, screenshots: Path) -> dict:
-    """What a person does: upload a file that is no image, then an image; read the legend;
-    switch a class off; open the worst image of the inspection. Returns what the page showed
-    and writes ``predict.png`` and ``inspect.png`` into ``screenshots``."""
+READ_PIXELS = (
+    "const canvas = document.getElementById(arguments[0]);"
+    "const context = canvas.getContext('2d');"
+    "return Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data)"
+)
+SET_OPACITY = (
+    "const slider = document.getElementById('opacity'); slider.value = arguments[0];"
+    "slider.dispatchEvent(new Event('input'))"
+)
+
+
+def pixels(session: Any, canvas_id: str) -> np.ndarray:
+    """The RGB pixels a canvas of the page shows (``H x W x 3``)."""
+    canvas = session.find_element("id", canvas_id)
+    height, width = int(canvas.get_attribute("height")), int(canvas.get_attribute("width"))
+    flat = np.array(session.execute_script(READ_PIXELS, canvas_id), np.uint8)
+    return flat.reshape(height, width, 4)[:, :, :3]
+
+
+def legend(session: Any) -> list[tuple[str, float, bool]]:
+    """(name, pixel share in %, shown) per row of the legend."""
     from selenium.webdriver.common.by import By
+
+    return [
+        (
+            row.find_element(By.CLASS_NAME, "legend-name").text,
+            float(row.find_element(By.CLASS_NAME, "legend-share").text.rstrip("%")),
+            "off" not in row.get_attribute("class").split(),
+        )
+        for row in session.find_elements(By.CSS_SELECTOR, "#legend .legend-row")
+    ]
+
+
+def toggle_class(session: Any, index: int) -> None:
+    """Click a class's box in the legend and wait for the overlay drawn without/with it."""
+    from selenium.webdriver.common.by import By
+
+    row = f'#legend .legend-row[data-class="{index}"]'
+    was_on = "off" not in session.find_element(By.CSS_SELECTOR, row).get_attribute("class")
+    session.find_element(By.CSS_SELECTOR, f"{row} input").click()
+    wait(
+        session,
+        lambda s: ("off" in s.find_element(By.CSS_SELECTOR, row).get_attribute("class")) == was_on,
+        f"the legend and overlay redrawn with class {index} switched {'off' if was_on else 'on'}",
+    )
+
+
+def overlay_link(session: Any) -> str:
+    return session.find_element("id", "download-overlay").get_attribute("href")
+
+
+def drive_page(
+    session: Any,
+    url: str,
+    images: list[Path],
+    bad_file: Path,
+    screenshots: Path,
+    inspection_s: float = WAIT_S,
+) -> dict:
+    """What a person does: upload a file that is no image, then several images at once; read the
+    legend; switch classes off and on; move the opacity slider; show a heat map; open the
+    worst image of the inspection (given ``inspection_s`` seconds to score the split). The last
+    of ``images`` is the one looked at. Returns what the page showed and writes ``predict.png``
+    and ``inspect.png`` into ``screenshots``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     seen: dict[str, Any] = {}
     session.get(url)
-    wait(session, lambda s: s.execute_script("return document.body.dataset.ready") == "1")
+    wait(
+        session,
+        lambda s: s.execute_script("return document.body.dataset.ready") == "1",
+        "the model card to load (body[data-ready])",
+    )
+    seen["card"] = session.find_element(By.ID, "card").text
     upload = session.find_element(By.ID, "file-input")
 
     upload.send_keys(str(bad_file))
     alert = session.find_element(By.ID, "upload-error")
-    wait(session, lambda s: alert.is_displayed() and alert.text)
+    wait(session, lambda s: alert.is_displayed() and alert.text, "the refusal of the text file")
     seen["error"] = alert.text
 
-    upload.send_keys(str(image))
+    upload.send_keys("\n".join(str(image) for image in images))  # several files at once
     canvas = session.find_element(By.ID, "overlay-canvas")
-    wait(session, lambda s: canvas.get_attribute("data-ready"))
-    seen["legend"] = [
-        (
-            row.find_element(By.CLASS_NAME, "legend-name").text,
-            float(row.find_element(By.CLASS_NAME, "legend-share").text.rstrip("%")),
-        )
-        for row in session.find_elements(By.CSS_SELECTOR, "#legend .legend-row")
-    ]
-    read_pixels = "return Array.from(document.getElementById(arguments[0]).getContext('2d')"
-    read_pixels += ".getImageData(0, 0, arguments[1], arguments[2]).data)"
-    width = int(canvas.get_attribute("width"))
-    height = int(canvas.get_attribute("height"))
-    seen["size"] = (height, width)
-    seen["overlay"] = np.array(session.execute_script(read_pixels, "overlay-canvas", width, height))
-    seen["image"] = np.array(session.execute_script(read_pixels, "image-canvas", width, height))
+
+    def last_shown(session: Any) -> str | None:
+        chips = session.find_elements(By.CSS_SELECTOR, "#queue .chip[data-result]")
+        last = chips[-1].get_attribute("data-result") if len(chips) == len(images) else None
+        return last if last and canvas.get_attribute("data-ready") == last else None
+
+    seen["result"] = wait(session, last_shown, f"the overlays of {len(images)} uploaded images")
+    seen["chips"] = len(session.find_elements(By.CSS_SELECTOR, "#queue .chip[data-result]"))
+    seen["upload_error_shown"] = alert.is_displayed()
+    seen["legend"] = legend(session)
+    seen["overlay"] = pixels(session, "overlay-canvas")
+    seen["image"] = pixels(session, "image-canvas")
+    seen["downloads"] = {
+        kind: session.find_element(By.ID, f"download-{kind}").get_attribute("href")
+        for kind in ("mask", "overlay")
+    }
     session.save_screenshot(str(screenshots / "predict.png"))
 
-    class_1 = '#legend .legend-row[data-class="1"]'
-    session.find_element(By.CSS_SELECTOR, f"{class_1} input").click()  # switch class 1 off
+    toggle_class(session, 1)
+    seen["overlay_without_1"] = pixels(session, "overlay-canvas")
+    toggle_class(session, 1)
+    toggle_class(session, 0)  # the background, left clear at first
+    seen["overlay_with_background"] = pixels(session, "overlay-canvas")
+    toggle_class(session, 0)
+
+    session.execute_script(SET_OPACITY, 100)
+    Select(session.find_element(By.ID, "mode")).select_by_value("heat")
+    caption = session.find_element(By.ID, "overlay-caption")
     wait(
-        session, lambda s: "off" in s.find_element(By.CSS_SELECTOR, class_1).get_attribute("class")
+        session,
+        lambda s: caption.text.startswith("Probability") and "alpha=1&" in overlay_link(s),
+        "the heat map at full opacity",
     )
-    seen["overlay_without_1"] = np.array(
-        session.execute_script(read_pixels, "overlay-canvas", width, height)
+    seen["heat_caption"] = caption.text
+    seen["heat"] = pixels(session, "overlay-canvas")
+    Select(session.find_element(By.ID, "mode")).select_by_value("classes")
+    session.execute_script(SET_OPACITY, 50)
+    wait(
+        session,
+        lambda s: caption.text == "Prediction" and "alpha=0.5&" in overlay_link(s),
+        "the classes again at half opacity",
     )
-    session.find_element(By.CSS_SELECTOR, f"{class_1} input").click()  # the legend was redrawn
 
     session.find_element(By.ID, "tab-button-inspect").click()
     table = session.find_element(By.ID, "rank-table")
-    wait(session, lambda s: table.get_attribute("data-ready"))
+    wait(session, lambda s: table.get_attribute("data-ready"), "the inspection table", inspection_s)
     rows = session.find_elements(By.CSS_SELECTOR, "#rank-table tbody tr")
     seen["ranked"] = [row.find_element(By.CLASS_NAME, "id").text for row in rows]
     rows[0].click()
     detail = session.find_element(By.ID, "detail")
+    first = rows[0].get_attribute("data-index")
     wait(
-        session, lambda s: detail.get_attribute("data-ready") == rows[0].get_attribute("data-index")
+        session,
+        lambda s: detail.get_attribute("data-ready") == first,
+        f"the four panels of image {first}",
     )
     seen["panels"] = [
         session.execute_script("return arguments[0].naturalWidth", image)
         for image in session.find_elements(By.CSS_SELECTOR, ".panels img")
     ]
     seen["detail"] = session.find_element(By.ID, "detail-name").text
+    seen["error_legend"] = session.find_element(By.ID, "error-legend").text
+    seen["confusion_cells"] = len(session.find_elements(By.CSS_SELECTOR, "#confusion tbody td"))
+    seen["class_score_rows"] = len(session.find_elements(By.CSS_SELECTOR, "#class-scores tbody tr"))
     session.save_screenshot(str(screenshots / "inspect.png"))
     seen["browser_errors"] = [
         entry for entry in session.get_log("browser") if entry["level"] == "SEVERE"
@@ -238,13 +384,16 @@ def raw_get(url: str, path: str) -> tuple[int, bytes]:
         connection.close()
 
 
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read()
+
+
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="waits forever for a page element since the merge with the inference refactor and "
-    "the clear-background overlays (issue #13 stays open until it passes again)"
-)
 def test_serve_in_a_real_browser(tmp_path: Path) -> None:
     browser, driver = browser_paths()
+    import matplotlib
+
     from unetlab.inference.predictor import Predictor
 
     run, data = train_tiny(tmp_path)
@@ -254,7 +403,8 @@ def test_serve_in_a_real_browser(tmp_path: Path) -> None:
     shots = tmp_path / "shots"
     shots.mkdir()
 
-    with running_server(run, data, tmp_path / "server.log") as url:
+    with running_server(run, data, tmp_path / "server.log") as server:
+        url = server.url
         for path in (
             "/static/../../../../../etc/passwd",
             "/static/%2e%2e/%2e%2e/pyproject.toml",
@@ -265,44 +415,71 @@ def test_serve_in_a_real_browser(tmp_path: Path) -> None:
             assert status in (400, 404), path
             assert b"root:" not in body and b"[project]" not in body, path
         with chromium(browser, driver) as session:
-            seen = drive_page(session, url, image_path, bad_file, shots)
+            seen = drive_page(
+                session, url, [data / "images" / "shape_0008.png", image_path], bad_file, shots
+            )
+        result = seen["result"]
+        downloads = {kind: fetch(link) for kind, link in seen["downloads"].items()}
+        probability = fetch(f"{url}/api/results/{result}/probability/1")
+    assert server.process.poll() is not None  # stopped by its PID
     copy_to = os.environ.get("UNETLAB_SCREENSHOTS")
     if copy_to:  # keep the pictures for a look
         for name in ("predict.png", "inspect.png"):
             shutil.copy(shots / name, Path(copy_to) / name)
 
     assert "notes.png: not an image" in seen["error"]
+    assert not seen["upload_error_shown"]  # the next good upload cleared it
     assert seen["browser_errors"] == [] or all(
         "/api/predict" in entry["message"] for entry in seen["browser_errors"]
     )  # the refused upload's 415 is the only error the console may show
 
     predictor = Predictor.from_checkpoint(run, device="cpu")
+    names = predictor.class_names
+    assert "unet" in seen["card"] and all(name in seen["card"] for name in names)
     image = np.array(Image.open(image_path).convert("RGB"))
     labels = predictor.predict(image).labels
-    names = predictor.class_names
+    assert seen["chips"] == 2
     shares = np.bincount(labels.ravel(), minlength=len(names)) / labels.size
-    assert [name for name, _ in seen["legend"]] == names
-    np.testing.assert_allclose([share for _, share in seen["legend"]], 100 * shares, atol=0.051)
+    assert [name for name, _, _ in seen["legend"]] == names
+    np.testing.assert_allclose([share for _, share, _ in seen["legend"]], 100 * shares, atol=0.051)
+    # the background starts switched off: the overlay tints what was found, as predict's does
+    assert [shown for _, _, shown in seen["legend"]] == [False, True, True]
 
-    # the overlay the page drew: (1 - 0.5) * image + 0.5 * class colour, per pixel
-    height, width = seen["size"]
-    assert (height, width) == labels.shape
+    # the overlay the page drew: (1 - 0.5) * image + 0.5 * class colour, the background clear
+    assert seen["image"].shape[:2] == labels.shape
+    np.testing.assert_array_equal(seen["image"], image)
     colors = np.array(predictor.class_colors, float)[labels]
-    drawn = seen["overlay"].reshape(height, width, 4)[:, :, :3]
-    np.testing.assert_allclose(drawn, 0.5 * image + 0.5 * colors, atol=1.01)
-    shown = seen["image"].reshape(height, width, 4)[:, :, :3]
-    np.testing.assert_array_equal(shown, image)
-    # class 1 switched off: its pixels show the image, the others stay coloured
-    off = seen["overlay_without_1"].reshape(height, width, 4)[:, :, :3]
-    assert (labels == 1).any()
+    tinted = 0.5 * image + 0.5 * colors
+    drawn = seen["overlay"]
+    np.testing.assert_allclose(drawn[labels != 0], tinted[labels != 0], atol=1.01)
+    np.testing.assert_array_equal(drawn[labels == 0], image[labels == 0])
+    # class 1 switched off: its pixels show the image, the others stay as they were
+    off = seen["overlay_without_1"]
+    assert (labels == 1).any() and (labels == 0).any()
     np.testing.assert_array_equal(off[labels == 1], image[labels == 1])
     np.testing.assert_array_equal(off[labels != 1], drawn[labels != 1])
+    # the background switched on: every pixel tinted
+    np.testing.assert_allclose(seen["overlay_with_background"], tinted, atol=1.01)
+    # the heat map at full opacity: matplotlib's viridis of the class-1 probability (the page
+    # draws a polynomial fit of it, at most 4 levels off)
+    assert seen["heat_caption"] == f"Probability of {names[1]}"
+    p = np.frombuffer(probability, np.uint8).reshape(labels.shape)
+    reference = np.round(255 * matplotlib.colormaps["viridis"](p / 255)[:, :, :3])
+    np.testing.assert_allclose(seen["heat"], reference, atol=4.01)
+    # the downloads: the index mask, and the overlay as the page drew it
+    with Image.open(io.BytesIO(downloads["mask"])) as mask:
+        np.testing.assert_array_equal(np.asarray(mask), labels)
+    with Image.open(io.BytesIO(downloads["overlay"])) as overlay:
+        np.testing.assert_allclose(np.asarray(overlay.convert("RGB")), drawn, atol=1.01)
 
     ious = per_image_iou(predictor, data)
     assert sorted(seen["ranked"]) == sorted(ious)
     assert [ious[i] for i in seen["ranked"]] == sorted(ious.values())  # worst first
     assert seen["detail"] == seen["ranked"][0]
     assert all(width > 0 for width in seen["panels"]) and len(seen["panels"]) == 4
+    assert "false positives" in seen["error_legend"] and "false negatives" in seen["error_legend"]
+    assert seen["confusion_cells"] == len(names) ** 2
+    assert seen["class_score_rows"] == len(names)
     for name in ("predict.png", "inspect.png"):
         with Image.open(shots / name) as screenshot:
             assert screenshot.width == WINDOW[0]  # the height is the window's less its frame
@@ -310,43 +487,43 @@ def test_serve_in_a_real_browser(tmp_path: Path) -> None:
             assert len(screenshot.convert("RGB").getcolors(1 << 20) or []) > 200
 
 
-def make_docs_screenshot(out: Path, workdir: Path, epochs: int) -> None:
-    """The README's picture: the inspection page of a demo-like model (see the docstring)."""
-    from unetlab.data import make_shapes_dataset
-    from unetlab.engine.config import load_config
-    from unetlab.engine.trainer import train
+def make_docs_screenshot(out: Path, workdir: Path, minutes: float | None) -> None:
+    """The README's picture: the inspection page of the model ``unetlab demo`` trains (in
+    ``workdir``; reused when it is there), after the same steps as the browser test.
+
+    ``minutes`` None trains the demo preset's whole schedule rather than a time budget, so a
+    busy machine still gets the model an idle laptop gets in about a minute."""
+    from unetlab.artifacts.checkpoint import resolve_checkpoint
+    from unetlab.engine.demo import run_demo
 
     browser, driver = browser_paths()
-    data = workdir / "shapes"
-    if not (data / "splits" / "val.txt").is_file():
-        make_shapes_dataset(data, n_train=160, n_val=24)
-    run = workdir / "runs" / "shapes-demo"
-    if not (run / "checkpoints" / "best.pt").is_file():
-        config = load_config(
-            preset="demo",
-            options={
-                "name": "shapes-demo",
-                "data": {"root": str(data), "num_workers": 0},
-                "out_dir": str(workdir / "runs"),
-                "train": {"epochs": epochs, "val_every": 4, "device": "cpu"},
-            },
-        )
-        result = train(config)
-        if result.stopped == "interrupted":
-            raise SystemExit(f"training interrupted; resume it or delete {result.run_dir}")
-        run = result.run_dir
+    runs = sorted((workdir / "runs").glob("*/checkpoints/best.pt"))
+    if runs:
+        run, data = runs[-1].parent.parent, workdir / "shapes"
+    else:
+        budget = ("train.time_limit_minutes=null",) if minutes is None else ()
+        summary = run_demo(workdir, minutes=minutes or 1.0, device="cpu", overrides=budget)
+        print(summary.text)
+        if summary.report is None:
+            raise SystemExit(f"the demo stopped; resume it or delete {workdir}")
+        run, data = summary.result.run_dir, summary.data_root
+    print(f"serving {resolve_checkpoint(run)} on {data}")
     bad_file = workdir / "notes.png"
     bad_file.write_text("text\n")
     shots = workdir / "shots"
     shots.mkdir(exist_ok=True)
-    image = data / "images" / "shape_0170.png"
-    with running_server(run, data, workdir / "server.log") as url, chromium(browser, driver) as s:
-        drive_page(s, url, image, bad_file, shots)
+    val = (data / "splits" / "val.txt").read_text().split()
+    images = [data / "images" / f"{sample_id}.png" for sample_id in val[:2]]
+    log = workdir / "server.log"
+    with running_server(run, data, log) as server, chromium(browser, driver) as session:
+        drive_page(session, server.url, images, bad_file, shots, inspection_s=1800)
     with Image.open(shots / "inspect.png") as picture:
         small = picture.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
         buffer = io.BytesIO()
         small.save(buffer, format="PNG", optimize=True)
-    out.write_bytes(buffer.getvalue())
+    temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    temp.write_bytes(buffer.getvalue())
+    os.replace(temp, out)  # atomic: a half-written picture never replaces the old one
     print(f"wrote {out} ({len(buffer.getvalue()) / 1024:.0f} KB); all shots in {shots}")
 
 
@@ -356,7 +533,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Make the README's screenshot of unetlab serve.")
     parser.add_argument("--docs", type=Path, required=True, help="where to write the PNG")
     parser.add_argument("--workdir", type=Path, default=Path("serve-screenshot"))
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="the demo's time budget (default: none)"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    make_docs_screenshot(args.docs, args.workdir, args.epochs)
+    make_docs_screenshot(args.docs, args.workdir, args.minutes)

@@ -163,12 +163,15 @@ def test_mask_png_holds_indices_and_colours() -> None:
 def test_overlay_blends_and_hides_classes() -> None:
     image = np.full((1, 3, 3), 100, np.uint8)
     labels = np.array([[0, 1, 2]], np.uint8)
-    out = handlers.render_overlay(image, labels, COLORS, alpha=0.5, hidden=[2])
-    # (1 - a) * image + a * colour, rounded; the background (class 0, left clear by default)
-    # and hidden class 2 show the image
-    assert out[0, 0].tolist() == [100, 100, 100]
-    assert out[0, 1].tolist() == [160, 80, 75]
-    assert out[0, 2].tolist() == [100, 100, 100]
+    # (1 - a) * image + a * colour, rounded; hidden classes show the image
+    by_default = handlers.render_overlay(image, labels, COLORS, alpha=0.5)
+    assert by_default[0].tolist() == [[100, 100, 100], [160, 80, 75], [80, 145, 85]]
+    # the background is left clear by default, as unetlab predict's overlay leaves it
+    hidden = handlers.render_overlay(image, labels, COLORS, alpha=0.5, hidden=[0, 2])
+    assert hidden[0].tolist() == [[100, 100, 100], [160, 80, 75], [100, 100, 100]]
+    # the page's legend may switch the background on: nothing hidden colours every class
+    every = handlers.render_overlay(image, labels, COLORS, alpha=0.5, hidden=[])
+    assert every[0].tolist() == [[50, 50, 50], [160, 80, 75], [80, 145, 85]]
 
 
 def test_parse_classes_refuses_unknown_classes() -> None:

@@ -399,11 +399,17 @@ def create_app(config: ServeConfig, state: ServeState | None = None):
 
     @app.get("/api/results/{result_id}/overlay.png")
     async def result_overlay(
-        result_id: str, alpha: float = 0.5, threshold: float | None = None, hidden: str = ""
+        result_id: str,
+        alpha: float = 0.5,
+        threshold: float | None = None,
+        hidden: str | None = None,
     ) -> Response:
+        """``hidden``: classes left clear, e.g. ``0,2``; empty colours every class; absent
+        leaves the background clear (``unetlab predict``'s overlay)."""
         view = view_of(result_id)
         labels = handlers.labels_at(view, threshold, state.predictor.options.threshold)
-        hide = handlers.parse_classes(hidden, state.predictor.num_classes)
+        classes = state.predictor.num_classes
+        hide = None if hidden is None else handlers.parse_classes(hidden, classes)
         data = await state.work(handlers.overlay_png, view.image, labels, state.colors, alpha, hide)
         return png(data, download_name(view, "overlay"))
 

@@ -244,23 +244,21 @@ def render_overlay(
     labels: np.ndarray,
     colors: Sequence[Sequence[int]],
     alpha: float,
-    hidden: Sequence[int] = (),
+    hidden: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Class colours blended on the image (``unetlab predict``'s overlay); classes in
-    ``hidden`` show the image alone."""
-    from unetlab.inference.overlay import blend, make_palette, to_display
+    ``hidden`` show the image alone (None: the background alone, as ``predict`` leaves it;
+    the page sends the classes switched off in its legend, the background among them unless
+    it was switched on)."""
+    from unetlab.inference.overlay import BACKGROUND, blend, make_palette
 
     if not 0 <= alpha <= 1:
         raise UnetlabError(f"opacity {alpha} must lie in [0, 1]")
-    picture = to_display(image)
-    out = blend(picture, labels, make_palette(colors), alpha)
-    if len(hidden):
-        plain = np.isin(labels, list(hidden))
-        out[plain] = picture[plain]
-    return out
+    clear = [BACKGROUND] if hidden is None else list(hidden)
+    return blend(image, labels, make_palette(colors), alpha, clear=clear or None)
 
 
-def overlay_png(image, labels, colors, alpha: float, hidden: Sequence[int] = ()) -> bytes:
+def overlay_png(image, labels, colors, alpha: float, hidden: Sequence[int] | None = None) -> bytes:
     return png_bytes(render_overlay(image, labels, colors, alpha, hidden))
 
 

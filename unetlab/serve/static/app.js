@@ -135,9 +135,15 @@ function renderCard(card) {
     ...card.classes.map((c) => el("option", { value: c.index }, c.name))
   );
   focus.value = card.binary ? 1 : -1;
+  // a threshold exists for binary models only (multi-class labels are the argmax: null)
   $("threshold-control").hidden = !card.binary;
-  $("threshold").value = Math.round(card.threshold * 100);
-  $("threshold-value").textContent = card.threshold.toFixed(2);
+  if (card.binary) {
+    $("threshold").value = Math.round(card.threshold * 100);
+    $("threshold-value").textContent = card.threshold.toFixed(2);
+  }
+  // the overlay leaves the background (class 0) clear, as unetlab predict's does; its toggle
+  // in the legend colours it too
+  state.hidden = new Set(card.classes.length > 1 ? [0] : []);
 }
 
 // ------------------------------------------------------------------ predict
@@ -166,21 +172,29 @@ async function upload(file) {
   } catch (error) {
     return fail(`${file.name}: upload failed (${error.message})`);
   }
-  while (job.state === "queued" || job.state === "running") {
-    bar.max = job.total;
-    bar.value = job.done;
-    await sleep(job.total > 1 ? 300 : 120);
-    job = await getJSON(`/api/jobs/${job.id}`);
+  try {
+    while (job.state === "queued" || job.state === "running") {
+      bar.max = job.total;
+      bar.value = job.done;
+      await sleep(job.total > 1 ? 300 : 120);
+      job = await getJSON(`/api/jobs/${job.id}`);
+    }
+    if (job.state === "error") return fail(`${file.name}: ${job.message}`, job.hint);
+    bar.remove();
+    const summary = job.result;
+    chip.append(el("span", { class: "muted small" }, `${summary.width}×${summary.height}`));
+    chip.dataset.result = summary.id;
+    chip.addEventListener("click", () => show(summary.id).catch(shown));
+    state.results[summary.id] = { summary, probabilities: {} };
+    await show(summary.id);
+  } catch (error) {
+    fail(`${file.name}: ${error.message}`, error.hint);
   }
-  if (job.state === "error") return fail(`${file.name}: ${job.message}`, job.hint);
-  bar.remove();
-  const summary = job.result;
-  chip.append(el("span", { class: "muted small" }, `${summary.width}×${summary.height}`));
-  chip.dataset.result = summary.id;
-  chip.addEventListener("click", () => show(summary.id));
-  state.results[summary.id] = { summary, probabilities: {} };
-  await show(summary.id);
 }
+
+// a failed redraw (e.g. a prediction the server no longer keeps) is told above the viewer
+const shown = (error) => showError(error.message, error.hint);
+const redraw = () => render().catch(shown);
 
 async function show(id) {
   const entry = state.results[id];
@@ -302,7 +316,7 @@ function renderLegend(fractions, exact) {
     box.addEventListener("change", () => {
       if (box.checked) state.hidden.delete(c.index);
       else state.hidden.add(c.index);
-      render();
+      redraw();
     });
     const share = fractions[c.index] || 0;
     return el("tr", { class: "legend-row" + (on ? "" : " off"), "data-class": c.index },
@@ -333,14 +347,14 @@ function setupPredict() {
   });
   $("opacity").addEventListener("input", () => {
     $("opacity-value").textContent = `${$("opacity").value}%`;
-    render();
+    redraw();
   });
   $("threshold").addEventListener("input", () => {
     $("threshold-value").textContent = threshold().toFixed(2);
-    render();
+    redraw();
   });
-  $("mode").addEventListener("change", render);
-  $("heat-class").addEventListener("change", render);
+  $("mode").addEventListener("change", redraw);
+  $("heat-class").addEventListener("change", redraw);
   const bar = $("heat-bar").getContext("2d");
   for (let i = 0; i < 256; i++) {
     bar.fillStyle = `rgb(${VIRIDIS[3 * i]}, ${VIRIDIS[3 * i + 1]}, ${VIRIDIS[3 * i + 2]})`;
@@ -543,6 +557,20 @@ function setupTabs() {
   }
   $("focus").addEventListener("change", () => { if (state.selected !== null) openImage(state.selected); });
 }
+
+// an error in the page shows in the page (and in body[data-error], which the browser test
+// reads so that it fails at once with the message instead of waiting for what never comes)
+function reportPageError(message) {
+  document.body.dataset.error = message;
+  const box = $("page-error");
+  box.textContent = "The page failed: " + message + " (reload the page; if it persists, report it with the server's log)";
+  box.hidden = false;
+}
+window.addEventListener("error", (event) => reportPageError(event.message || String(event.error)));
+window.addEventListener("unhandledrejection", (event) => {
+  const reason = event.reason;
+  reportPageError(reason && reason.message ? reason.message : String(reason));
+});
 
 async function main() {
   setupTabs();
