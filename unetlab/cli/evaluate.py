@@ -41,12 +41,14 @@ from unetlab.cli.options import (
 @tiling_options()
 @precision_option("Checkpoints")
 @click.option(
+    "--worst",
     "--panels",
     "num_panels",
     default=4,
     show_default=True,
     type=click.IntRange(min=0),
-    help="How many image | truth | prediction panels to save.",
+    help="Save image | truth | prediction | error map panels of the N images with the lowest "
+    "mIoU (every image's scores are in per_image.csv).",
 )
 @click.option(
     "--boundary-class",
@@ -75,8 +77,8 @@ def evaluate(
     (a run folder, a .pt checkpoint, or an exported .onnx file, fp32 or int8), scored on the
     labels 'unetlab predict' writes for the same images and options.
 
-    Binary tasks also get pixel error and adapted Rand error. Writes report.json, a
-    confusion-matrix PNG and image | truth | prediction panels.
+    Binary tasks also get pixel error and adapted Rand error. Writes report.json, per_image.csv
+    (every image's scores, worst first), a confusion-matrix PNG and panels of the worst images.
     """
     from unetlab.engine.evaluate import evaluate as run_evaluation
 

@@ -1,7 +1,8 @@
 """The split as a table of images, worst first, computed once and cached in the run folder.
 
 Every image of the split is predicted by the same predictor the page uses and scored on its own
-(:func:`unetlab.metrics.per_image_scores`); the pixels of all images make the split's confusion
+(:func:`unetlab.metrics.per_image.image_row`, the rows of ``unetlab evaluate``'s
+``per_image.csv``); the pixels of all images make the split's confusion
 matrix, so the whole-split scores equal ``unetlab evaluate``'s for the same model and split.
 Predictions are kept as index PNGs beside ``inspection.json``; a fingerprint of the model file,
 the dataset files and the threshold decides whether the cache still holds.
@@ -24,8 +25,7 @@ from unetlab.data.datasets import SegmentationDataset
 from unetlab.errors import UnetlabError
 from unetlab.inference.core import ArrayPredictor
 
-CACHE_FORMAT = 1
-SCORES = ("miou", "mean_dice", "pixel_accuracy", "pixel_error", "adapted_rand_error")
+CACHE_FORMAT = 2
 
 Runner = Callable[[Callable[[], Any]], Any]
 Progress = Callable[[int, int], None]
@@ -124,8 +124,8 @@ def inspect_split(
     """
     from unetlab.data.io import write_mask
     from unetlab.engine.regions import resolve_boundary_class
-    from unetlab.metrics import ConfusionMatrix, per_image_scores
-    from unetlab.metrics.per_image import worst_first_key
+    from unetlab.metrics import ConfusionMatrix
+    from unetlab.metrics.per_image import image_row, worst_first
 
     names = list(predictor.class_names)
     classes = len(names)
@@ -149,25 +149,16 @@ def inspect_split(
             return predictor.predict(image, source=dataset.paths(index)[0]).labels, truth
 
         labels, truth = run(work)
-        scores = per_image_scores(labels, truth, classes, IGNORE_INDEX, boundary)
         matrix.update(labels, truth)
-        rows.append(
-            {
-                "index": index,
-                "id": sample_id,
-                "width": int(truth.shape[1]),
-                "height": int(truth.shape[0]),
-                **{key: scores[key] for key in SCORES if key in scores},
-                "iou": scores["iou"],
-            }
-        )
+        row = image_row(sample_id, labels, truth, classes, boundary, IGNORE_INDEX)
+        rows.append({"index": index, **row})
         if memory is not None:
             memory[index] = labels
         elif folder is not None:
             write_mask(folder / prediction_name(index), labels, palette)
         if progress is not None:
             progress(index + 1, len(dataset))
-    rows.sort(key=worst_first_key)
+    rows = worst_first(rows)
     result = Inspection(
         split=split,
         data_root=str(Path(data_root).resolve()),
