@@ -400,8 +400,9 @@ def test_per_image_csv_lists_every_image_worst_first(tmp_path, monkeypatch):
     with (tmp_path / "out" / "per_image.csv").open(newline="") as handle:
         table = list(csv.reader(handle))
     header = table[0]
-    assert header == ["rank", "id", "width", "height", "miou", "mean_dice", "pixel_accuracy",
-                      *(f"{kind} {name}" for kind in ("iou", "dice") for name in names)]  # fmt: skip
+    per_class = [f"{kind} {name}" for kind in ("iou", "dice") for name in names]
+    scores = ["miou", "mean_dice", "pixel_accuracy"]
+    assert header == ["rank", "id", "width", "height", *scores, *per_class]
     expected = {}
     for key in truths:
         matrix = brute_force_confusion(preds[key], truths[key], 3)

@@ -124,8 +124,9 @@ def evaluate(
     normalisation, an export's threshold). Writes ``report.json`` (with every image's scores,
     worst first), ``per_image.csv`` (the same rows), ``confusion_matrix.png`` and
     ``panels/<rank>_<id>.png`` (image | truth | prediction | error map of the ``num_panels``
-    images with the lowest mIoU) into ``out_dir`` (default ``RUN/evaluation/<split>``). ``device``, ``precision``, ``threshold`` (binary models),
-    ``tta`` and ``batch_size`` mean what they mean for ``unetlab predict``; ``boundary_class``
+    images with the lowest mIoU) into ``out_dir`` (default ``RUN/evaluation/<split>``).
+    ``device``, ``precision``, ``threshold`` (binary models), ``tta`` and ``batch_size`` mean
+    what they mean for ``unetlab predict``; ``boundary_class``
     picks the region separator of the Rand error (:mod:`unetlab.engine.regions`).
     ``tile``, ``overlap`` and ``blend`` (tile weights) cut large images as predict does.
     ``verbose`` prints :meth:`EvaluationReport.summary`.
