@@ -11,7 +11,7 @@ are for code that already calls them.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,6 +189,11 @@ def evaluate(
     tile: int = 512,
     overlap: float = 0.25,
     tile_weights: str = "gaussian",
+    min_size: int | None = None,
+    keep_largest: str | Sequence[int | str] | None = None,
+    fill_holes: str | Sequence[int | str] | bool | None = None,
+    no_postprocessing: bool = False,
+    save_postprocessing: bool = False,
     **renamed: Any,
 ) -> EvaluationReport:
     """Score a run folder, a ``.pt`` checkpoint or an exported ``.onnx`` file on ``data``'s
@@ -198,9 +203,12 @@ def evaluate(
     ``worst`` images) into ``out`` (default ``RUN/evaluation/<split>``) and returns the report
     (``report.summary()``, ``report.scores``, ``report.per_image``). The older keywords
     (``data_root``, ``out_dir``, ``num_panels``, ``panels``, ``checkpoint_or_run``) still work,
-    with a DeprecationWarning.
+    with a DeprecationWarning. ``min_size``, ``keep_largest``, ``fill_holes`` (classes by name
+    or index, ``"all"`` or True for every class but 0) and ``no_postprocessing`` choose the
+    post-processing as the command line does.
     """
     from unetlab.engine.evaluate import evaluate as run_evaluation
+    from unetlab.inference.postprocessing import from_flags
     from unetlab.inference.tta import mode_from_flags
 
     given: dict[str, Any] = {"run": run, "data": data, "out": out, "worst": worst}
@@ -225,6 +233,8 @@ def evaluate(
         tta=mode_from_flags(tta, tta_rot90),
         boundary_class=boundary_class, verbose=verbose, precision=precision,
         num_panels=given["worst"], tile=tile, overlap=overlap, blend=tile_weights,
+        postprocessing=from_flags(min_size, keep_largest, fill_holes, no_postprocessing),
+        save_postprocessing=save_postprocessing,
     )  # fmt: skip
 
 

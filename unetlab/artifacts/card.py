@@ -64,7 +64,10 @@ class ModelCard:
 
     ``threshold``: the foreground threshold stored in an export (None for checkpoints; the rule
     that applies it is :func:`unetlab.inference.labels.resolve_threshold`); ``input_scale``: the
-    full-scale pixel value an export's graph expects; ``quantization``: how an int8 copy was made.
+    full-scale pixel value an export's graph expects; ``quantization``: how an int8 copy was made;
+    ``postprocessing``: the stored post-processing of the labels (a checkpoint's
+    ``RUN/postprocessing.json``, an export's metadata; read by
+    :mod:`unetlab.inference.postprocessing`).
     """
 
     path: str
@@ -80,6 +83,7 @@ class ModelCard:
     threshold: float | None = None
     input_scale: float = 255.0
     quantization: dict[str, Any] | None = None
+    postprocessing: dict[str, Any] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -173,6 +177,7 @@ class ModelCard:
                 threshold=None if stored is None else float(stored),
                 input_scale=float(metadata.get("input_scale", 255.0)),
                 quantization=metadata.get("quantization"),
+                postprocessing=metadata.get("postprocessing"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UnetlabError(
@@ -201,6 +206,8 @@ class ModelCard:
         }
         if self.quantization is not None:
             metadata["quantization"] = self.quantization
+        if self.postprocessing:
+            metadata["postprocessing"] = self.postprocessing
         return metadata
 
     def with_export_settings(self, *, threshold: float | None, input_scale: float) -> ModelCard:

@@ -9,6 +9,8 @@ import click
 from unetlab.cli.options import (
     batch_size_option,
     device_option,
+    postprocessing_from,
+    postprocessing_options,
     precision_option,
     threshold_option,
     tiling_options,
@@ -50,6 +52,13 @@ from unetlab.cli.options import (
     help="Save image | truth | prediction | error map panels of the N images with the lowest "
     "mIoU (every image's scores are in per_image.csv).",
 )
+@postprocessing_options()
+@click.option(
+    "--save-postprocessing",
+    is_flag=True,
+    help="Store the post-processing applied in RUN/postprocessing.json: predict, serve and "
+    "export of the run then apply it.",
+)
 @click.option(
     "--boundary-class",
     default=None,
@@ -71,6 +80,11 @@ def evaluate(
     tile_weights: str,
     precision: str,
     num_panels: int,
+    min_size: int | None,
+    keep_largest: str | None,
+    fill_holes: str | None,
+    no_postprocessing: bool,
+    save_postprocessing: bool,
     boundary_class: str | None,
 ) -> None:
     """Per-class IoU/recall/precision/Dice, mIoU, pixel accuracy and mPA of a trained model
@@ -97,5 +111,7 @@ def evaluate(
         blend=tile_weights,
         precision=precision,
         boundary_class=boundary_class,
+        postprocessing=postprocessing_from(min_size, keep_largest, fill_holes, no_postprocessing),
+        save_postprocessing=save_postprocessing,
     )
     click.echo(report.summary())

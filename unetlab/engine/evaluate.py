@@ -22,7 +22,12 @@ from unetlab import IGNORE_INDEX
 from unetlab.artifacts.card import ModelCard
 from unetlab.engine.measure import Measurement, collect_confusion
 from unetlab.engine.regions import BOUNDARY_CLASS_NAMES, RegionScores, resolve_boundary_class
-from unetlab.engine.report import EvaluationReport, evaluation_notes, write_per_image_csv
+from unetlab.engine.report import (
+    EvaluationReport,
+    evaluation_notes,
+    json_ready,
+    write_per_image_csv,
+)
 from unetlab.errors import UnetlabError
 from unetlab.inference.grid import DEFAULT_TILE
 from unetlab.inference.open import DEFAULT_PRECISION
@@ -116,6 +121,8 @@ def evaluate(
     tile: int = DEFAULT_TILE,
     overlap: float = 0.25,
     blend: str = "gaussian",
+    postprocessing: Any = None,
+    save_postprocessing: bool = False,
 ) -> EvaluationReport:
     """Evaluate a checkpoint, a run folder (its best checkpoint) or an ``.onnx`` export on
     ``data_root``'s ``split``.
@@ -129,6 +136,9 @@ def evaluate(
     what they mean for ``unetlab predict``; ``boundary_class``
     picks the region separator of the Rand error (:mod:`unetlab.engine.regions`).
     ``tile``, ``overlap`` and ``blend`` (tile weights) cut large images as predict does.
+    ``postprocessing`` (:class:`~unetlab.inference.postprocessing.PostProcessing` or its dict)
+    replaces the one stored with the model; ``save_postprocessing`` stores the one applied in
+    ``RUN/postprocessing.json``, so that ``predict``, ``serve`` and ``export`` of the run apply it.
     ``verbose`` prints :meth:`EvaluationReport.summary`.
     """
     from unetlab.data import open_dataset
@@ -147,9 +157,17 @@ def evaluate(
         overlap=overlap,
         blend=blend,
         progress=False,
+        postprocessing=postprocessing,
     )
     card = predictor.card
     assert card is not None
+    if save_postprocessing and card.format != "checkpoint":
+        raise UnetlabError(
+            "--save-postprocessing stores post-processing beside a checkpoint; an export "
+            "carries the one its checkpoint had when it was exported",
+            card.path,
+            "evaluate the run folder with --save-postprocessing, then export it again",
+        )
     region_scores = (
         RegionScores(resolve_boundary_class(card.class_names, boundary_class), card.class_names)
         if card.num_classes == 2
@@ -191,6 +209,7 @@ def evaluate(
         table=matrix.format_table(list(card.class_names)),
         model=dict(predictor.settings),
         per_image=worst_first(recorder.rows),
+        postprocessing=predictor.options.postprocessing.to_dict(),
     )
     report.notes = evaluation_notes(report, recorder.ignored_pixels, dataset.info.class_names)
     report.files["confusion matrix"] = plot_confusion(
@@ -201,11 +220,36 @@ def evaluate(
     )
     if recorder.save_panels(out / "panels"):
         report.files["panels of the worst images"] = out / "panels"
+    if save_postprocessing:
+        report.files["stored post-processing"] = store_postprocessing(report, card)
     report.files["report"] = out / "report.json"
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if verbose:
         print(report.summary())
     return report
+
+
+def store_postprocessing(report: EvaluationReport, card: ModelCard) -> Path:
+    """Write the post-processing ``report`` applied to the checkpoint's
+    ``RUN/postprocessing.json`` (atomically), with what it scored, for people reading it."""
+    from unetlab.artifacts.read import postprocessing_path
+    from unetlab.data.io import write_text
+    from unetlab.inference.postprocessing import PostProcessing
+
+    stored = PostProcessing.from_dict(report.postprocessing or {})
+    content = {
+        "postprocessing": stored.to_dict(),
+        "description": stored.describe(report.class_names),
+        "class_names": report.class_names,
+        "measured": {
+            "checkpoint": report.checkpoint,
+            "data_root": report.data_root,
+            "split": report.split,
+            "miou": report.scores["miou"],
+        },
+    }
+    text = json.dumps(json_ready(content), indent=2) + "\n"
+    return write_text(postprocessing_path(card.path), text)
 
 
 def _read(dataset: Any, index: int, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:

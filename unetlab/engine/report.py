@@ -34,6 +34,7 @@ class EvaluationReport:
     files: dict[str, Path] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # backend, device, layout, precision
     per_image: list[dict[str, Any]] = field(default_factory=list)  # image_row()s, worst first
+    postprocessing: dict[str, Any] | None = None  # PostProcessing.to_dict() of the labels scored
 
     MEANS: ClassVar[tuple[str, ...]] = (
         "miou", "mpa", "mean_precision", "mean_dice", "pixel_accuracy", "fwiou",
@@ -64,6 +65,7 @@ class EvaluationReport:
                 "threshold": self.threshold,
                 "tta": self.tta,
                 "model": self.model,
+                "postprocessing": self.postprocessing,
                 **{key: self.scores[key] for key in self.MEANS},
                 "per_class": self.per_class(),
                 "binary": self.region_scores,
@@ -89,6 +91,12 @@ class EvaluationReport:
                 f"{_num(r['adapted_rand_error'])} (regions: connected components outside class "
                 f"'{r['boundary_class_name']}'; per image, averaged)"
             )
+        if self.postprocessing:
+            from unetlab.inference.postprocessing import PostProcessing
+
+            described = PostProcessing.from_dict(self.postprocessing).describe(self.class_names)
+            if described != "none":
+                lines.append(f"post-processing: {described}")
         worst = [row for row in self.per_image[:WORST_SHOWN] if math.isfinite(row["miou"])]
         if worst:
             shown = ", ".join(f"{row['id']} ({_pct(row['miou'])})" for row in worst)

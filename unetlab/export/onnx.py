@@ -105,6 +105,7 @@ def export_onnx(
         threshold=threshold,
         tolerance=tolerance,
         source=card.path,
+        postprocessing=card.postprocessing,
     )
 
 
@@ -121,9 +122,11 @@ def export_model(
     threshold: float = 0.5,
     tolerance: float = 1e-4,
     source: str | Path | None = None,
+    postprocessing: dict[str, Any] | None = None,
 ) -> ExportReport:
     """Export a model in memory (``spec`` as in a checkpoint: name, num_classes, in_channels,
-    options); see :func:`export_onnx`."""
+    options); see :func:`export_onnx`. ``postprocessing`` (the checkpoint's stored one) goes
+    into the metadata, so the export's predictions are post-processed alike."""
     onnx, ort = _require_onnx()
     started = time.perf_counter()
     model = model.eval()
@@ -152,6 +155,7 @@ def export_model(
         normalization=normalization,
         threshold=float(threshold),
         input_scale=float(input_scale),
+        postprocessing=postprocessing,
     )
     metadata = {
         **card.to_onnx_metadata(),

@@ -19,6 +19,7 @@ from unetlab.artifacts.card import ModelCard
 from unetlab.artifacts.onnx_file import full_scale, open_session, read_metadata
 from unetlab.inference.core import ArrayPredictor, PredictOptions
 from unetlab.inference.labels import resolve_threshold
+from unetlab.inference.open import card_postprocessing
 
 
 class OnnxPredictor(ArrayPredictor):
@@ -29,7 +30,7 @@ class OnnxPredictor(ArrayPredictor):
         threads: intra-op threads for ONNX Runtime (default: its own choice).
         providers: ONNX Runtime execution providers (default: CPU).
         options: :class:`PredictOptions` fields (``tile=1024``, ``tta="flips"``, ...);
-            ``threshold`` defaults to the one stored at export (binary models).
+            ``threshold`` and ``postprocessing`` default to the ones stored at export.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class OnnxPredictor(ArrayPredictor):
         options["threshold"] = resolve_threshold(
             self.card.out_channels, options.get("threshold"), self.card.threshold, self.path
         )
+        options["postprocessing"] = card_postprocessing(self.card, options.get("postprocessing"))
         super().__init__(
             self._run,
             self._prepare,

@@ -79,7 +79,8 @@ class PredictionView:
     """One predicted upload: full-size arrays for downloads, display-size ones for the page.
 
     ``foreground``: class-1 probability of a binary model (full size, for re-thresholding);
-    ``display_probabilities``: ``K x h x w`` uint8 (probability x 255), None over the budget.
+    ``display_probabilities``: ``K x h x w`` uint8 (probability x 255), None over the budget;
+    ``postprocess``: the predictor's post-processing, applied to re-thresholded labels too.
     """
 
     name: str
@@ -93,6 +94,7 @@ class PredictionView:
     tiles: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    postprocess: Callable[[np.ndarray], np.ndarray] | None = None
 
     def summary(self) -> dict:
         """JSON-ready facts for the page."""
@@ -169,7 +171,7 @@ def predict_view(
     with counting_passes(predictor, step):
         if keep_probabilities:
             logits = predictor.logits(image, name)
-            labels = labels_from_logits(logits, predictor.options.threshold)
+            labels = predictor.postprocess(labels_from_logits(logits, predictor.options.threshold))
             probabilities = probabilities_from_logits(logits)
             del logits
         else:
@@ -197,6 +199,7 @@ def predict_view(
         tiles=predictor.tile_count(height, width) if predictor.needs_tiles(height, width) else 1,
         seconds=time.perf_counter() - start,
         notes=notes,
+        postprocess=predictor.postprocess,
     )
 
 
@@ -212,12 +215,14 @@ def resize(array: np.ndarray, size: tuple[int, int], smooth: bool) -> np.ndarray
 
 def labels_at(view: PredictionView, threshold: float | None, default: float) -> np.ndarray:
     """The view's labels, re-cut at ``threshold`` for a binary model (class 1 where its
-    probability exceeds it, the predictors' rule); unchanged otherwise or at ``default``."""
+    probability exceeds it, the predictors' rule, then their post-processing); unchanged
+    otherwise or at ``default``."""
     if threshold is None or view.foreground is None or threshold == default:
         return view.labels
     if not 0 < threshold < 1:
         raise UnetlabError(f"threshold {threshold} must lie strictly between 0 and 1")
-    return (view.foreground > threshold).astype(np.uint8)
+    labels = (view.foreground > threshold).astype(np.uint8)
+    return view.postprocess(labels) if view.postprocess is not None else labels
 
 
 # ---------------------------------------------------------------- files for the page

@@ -5,7 +5,7 @@ Every image of the split is predicted by the same predictor the page uses and sc
 ``per_image.csv``); the pixels of all images make the split's confusion
 matrix, so the whole-split scores equal ``unetlab evaluate``'s for the same model and split.
 Predictions are kept as index PNGs beside ``inspection.json``; a fingerprint of the model file,
-the dataset files and the threshold decides whether the cache still holds.
+the dataset files, the threshold and the post-processing decides whether the cache still holds.
 """
 
 from __future__ import annotations
@@ -97,10 +97,15 @@ def prediction_name(index: int) -> str:
 
 
 def fingerprint(
-    model_file: Path, dataset: SegmentationDataset, threshold: float | None
+    model_file: Path,
+    dataset: SegmentationDataset,
+    threshold: float | None,
+    postprocessing: dict[str, Any] | None = None,
 ) -> str:
-    """Changes when the model file, the split's files or the threshold change."""
+    """Changes when the model file, the split's files, the threshold or the post-processing
+    change."""
     items = [f"format {CACHE_FORMAT}", f"threshold {threshold}"]
+    items.append(f"postprocessing {json.dumps(postprocessing, sort_keys=True)}")
     for path in [model_file, *(p for i in range(len(dataset)) for p in dataset.paths(i))]:
         stat = Path(path).stat()
         items.append(f"{Path(path).resolve()} {stat.st_size} {stat.st_mtime_ns}")
@@ -130,7 +135,12 @@ def inspect_split(
     names = list(predictor.class_names)
     classes = len(names)
     split, data_root = dataset.split, dataset.info.root
-    stamp = fingerprint(model_file, dataset, predictor.options.threshold)
+    stamp = fingerprint(
+        model_file,
+        dataset,
+        predictor.options.threshold,
+        predictor.options.postprocessing.to_dict(),
+    )
     if folder is not None:
         cached = _read_cache(folder, stamp, len(dataset))
         if cached is not None:
