@@ -45,8 +45,8 @@ def _cli_option_names(command: click.Command) -> set[str]:
     names = set()
     for param in command.params:
         if isinstance(param, click.Option):
-            longest = max(param.opts, key=len)
-            names.add(longest.lstrip("-").replace("-", "_"))
+            primary = next(opt for opt in param.opts if opt.startswith("--"))  # not an alias
+            names.add(primary.lstrip("-").replace("-", "_"))
     return names
 
 
@@ -61,7 +61,7 @@ def test_api_keywords_are_the_cli_option_names():
     assert "overrides" in train_keywords
     evaluate_keywords = set(inspect.signature(unetlab.evaluate).parameters)
     assert _cli_option_names(evaluate_command) <= evaluate_keywords
-    assert {"out", "panels", "data"} <= evaluate_keywords
+    assert {"out", "worst", "data"} <= evaluate_keywords
 
 
 def test_evaluate_forwards_new_and_old_keywords(monkeypatch):
@@ -69,7 +69,7 @@ def test_evaluate_forwards_new_and_old_keywords(monkeypatch):
 
     calls = []
     monkeypatch.setattr(engine_evaluate, "evaluate", lambda *a, **k: calls.append((a, k)))
-    unetlab.evaluate("runs/x", data="data", out="o", panels=2, split="test")
+    unetlab.evaluate("runs/x", data="data", out="o", worst=2, split="test")
     (args, kwargs), = calls
     assert args == ("runs/x", "data")
     assert kwargs["out_dir"] == "o" and kwargs["num_panels"] == 2 and kwargs["split"] == "test"
@@ -79,6 +79,11 @@ def test_evaluate_forwards_new_and_old_keywords(monkeypatch):
     assert sorted(str(w.message).split(")")[0] for w in caught) == [
         "evaluate(data_root=...", "evaluate(num_panels=...", "evaluate(out_dir=..."
     ]  # fmt: skip
+    (args, kwargs), = calls
+    assert kwargs["num_panels"] == 3
+    calls.clear()
+    with pytest.warns(DeprecationWarning, match=r"evaluate\(panels=...\) is now evaluate\(worst="):
+        unetlab.evaluate("runs/x", data="data", out="o", panels=3)
     (args, kwargs), = calls
     assert args == ("runs/x", "data") and kwargs["out_dir"] == "o" and kwargs["num_panels"] == 3
     with pytest.raises(TypeError, match="both data_root= and data="), pytest.warns(

@@ -335,17 +335,95 @@ def test_report_json_equals_hand_counted_pixels(tmp_path, monkeypatch):
 
     with Image.open(out / "confusion_matrix.png") as figure:
         assert figure.format == "PNG"
-    assert sorted(p.name for p in (out / "panels").iterdir()) == ["a.png"]  # num_panels=1
-    with Image.open(out / "panels" / "a.png") as opened:
+
+    # per image, by hand: A [[7, 1], [1, 3]], B [[5, 1], [1, 3]] -> B is the worse
+    hand_rows = {
+        "a": {"iou": [7 / 9, 3 / 5], "dice": [14 / 16, 6 / 8], "pixel_accuracy": 10 / 12,
+              "pixel_error": 2 / 12},
+        "b": {"iou": [5 / 7, 3 / 5], "dice": [10 / 12, 6 / 8], "pixel_accuracy": 8 / 10,
+              "pixel_error": 2 / 10},
+    }  # fmt: skip
+    assert [row["id"] for row in data["per_image"]] == ["b", "a"]  # worst (lowest mIoU) first
+    for row in data["per_image"]:
+        hand = hand_rows[row["id"]]
+        np.testing.assert_allclose(row["iou"], hand["iou"], rtol=1e-12)
+        np.testing.assert_allclose(row["dice"], hand["dice"], rtol=1e-12)
+        assert row["miou"] == pytest.approx(np.mean(hand["iou"]), rel=1e-12)
+        assert row["pixel_accuracy"] == pytest.approx(hand["pixel_accuracy"], rel=1e-12)
+        assert row["pixel_error"] == pytest.approx(hand["pixel_error"], rel=1e-12)
+        assert (row["width"], row["height"]) == (4 * SCALE[1], 3 * SCALE[0])
+    assert report.per_image == data["per_image"]
+    assert "worst images by mIoU: b (65.71%), a (68.89%)" in report.summary()
+
+    # only the worst image gets a panel (num_panels=1): image | truth | prediction | errors
+    assert sorted(p.name for p in (out / "panels").iterdir()) == ["1_b.png"]
+    with Image.open(out / "panels" / "1_b.png") as opened:
         panel = np.asarray(opened.convert("RGB"))
-    h, w = truths["a"].shape
-    assert panel.shape[1] == 3 * w + 4 * PANEL_MARGIN
+    h, w = truths["b"].shape
+    assert panel.shape[1] >= 4 * w + 5 * PANEL_MARGIN  # wider when the error key needs it
     x0, y0 = panel_origin()
-    lut = np.array(PALETTE[:2], dtype=np.uint8)
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:2], lut[255] = PALETTE[:2], (224, 224, 192)  # ignored: the VOC colour map's 255
     picture = lambda i: panel[y0 : y0 + h, x0 + i * (w + PANEL_MARGIN) :][:, :w]  # noqa: E731
-    np.testing.assert_array_equal(picture(0)[..., 0], images["a"])
-    np.testing.assert_array_equal(picture(1), lut[truths["a"]])
-    np.testing.assert_array_equal(picture(2), lut[preds["a"]])
+    np.testing.assert_array_equal(picture(0)[..., 0], images["b"])
+    np.testing.assert_array_equal(picture(1), lut[truths["b"]])
+    np.testing.assert_array_equal(picture(2), lut[preds["b"]])
+    # the error map of B by hand (membrane = positive): correct pixels show the image faded
+    # (170 + grey // 3: 170 where the image is 0, 203 where it is 100), one false negative,
+    # one false positive, two ignored pixels
+    correct0, correct1 = (170,) * 3, (203,) * 3
+    fn, fp, ignored = (0, 114, 178), (213, 94, 0), (150, 150, 150)
+    hand_errors = np.array(
+        [[correct1, correct1, fn, correct1],
+         [correct0, correct0, correct0, fp],
+         [correct0, correct0, ignored, ignored]], np.uint8,
+    )  # fmt: skip
+    np.testing.assert_array_equal(picture(3), np.kron(hand_errors, np.ones((*SCALE, 1), np.uint8)))
+
+
+def test_per_image_csv_lists_every_image_worst_first(tmp_path, monkeypatch):
+    """per_image.csv: one row per image, ranked by mIoU, against scores counted by brute force
+    (a pixel loop over the confusion matrix) for three classes, an absent class left empty."""
+    import csv
+
+    rng = np.random.default_rng(5)
+    truths = {f"s{i}": rng.integers(0, 2, (6, 7)) for i in range(4)}  # class 2 never in truth
+    preds = {key: np.where(rng.random(t.shape) < 0.2 * i, (t + 1) % 3, t)
+             for i, (key, t) in enumerate(truths.items())}  # fmt: skip
+    images = {key: (pred * 100).astype(np.uint8) for key, pred in preds.items()}
+    names = ["bg", "a, b", "c"]  # a comma in a class name: the CSV quotes it
+    root = write_dataset(tmp_path / "data", images, truths, names)
+    checkpoint = oracle_checkpoint(tmp_path, monkeypatch, 3, names)
+
+    report = evaluate(checkpoint, root, out_dir=tmp_path / "out", num_panels=2)
+
+    with (tmp_path / "out" / "per_image.csv").open(newline="") as handle:
+        table = list(csv.reader(handle))
+    header = table[0]
+    per_class = [f"{kind} {name}" for kind in ("iou", "dice") for name in names]
+    scores = ["miou", "mean_dice", "pixel_accuracy"]
+    assert header == ["rank", "id", "width", "height", *scores, *per_class]
+    expected = {}
+    for key in truths:
+        matrix = brute_force_confusion(preds[key], truths[key], 3)
+        tp, truth_px, pred_px = np.diag(matrix), matrix.sum(1), matrix.sum(0)
+        union = truth_px + pred_px - tp
+        iou = [tp[c] / union[c] if union[c] else None for c in range(3)]
+        dice = [2 * tp[c] / (truth_px[c] + pred_px[c]) if union[c] else None for c in range(3)]
+        defined = [v for v in iou if v is not None]
+        expected[key] = (sum(defined) / len(defined), iou, dice, tp.sum() / matrix.sum())
+    order = sorted(truths, key=lambda key: expected[key][0])
+    assert [row[1] for row in table[1:]] == order and [row[0] for row in table[1:]] == list("1234")
+    for row in table[1:]:
+        miou, iou, dice, accuracy = expected[row[1]]
+        assert row[2:4] == ["7", "6"]
+        assert float(row[4]) == pytest.approx(miou, rel=1e-12)
+        assert float(row[6]) == pytest.approx(accuracy, rel=1e-12)
+        for cell, value in zip(row[7:], iou + dice, strict=True):
+            assert (cell == "") if value is None else float(cell) == pytest.approx(value, rel=1e-12)
+    assert [row["id"] for row in report.per_image] == order
+    panels = sorted(p.name for p in (tmp_path / "out" / "panels").iterdir())
+    assert panels == [f"1_{order[0]}.png", f"2_{order[1]}.png"]
 
 
 @pytest.mark.parametrize(

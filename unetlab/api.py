@@ -176,7 +176,8 @@ _RENAMED = {
     "checkpoint_or_run": "run",
     "data_root": "data",
     "out_dir": "out",
-    "num_panels": "panels",
+    "num_panels": "worst",
+    "panels": "worst",
 }
 """The engine's keywords that the API names as the command line does."""
 
@@ -193,26 +194,35 @@ def evaluate(
     tta: bool | None = None,
     tta_rot90: bool = False,
     precision: str = "fp32",
-    panels: int = 4,
+    worst: int = 4,
     boundary_class: int | str | None = None,
     verbose: bool = False,
     tile: int = 512,
     overlap: float = 0.25,
     tile_weights: str = "gaussian",
+    min_size: int | None = None,
+    keep_largest: str | Sequence[int | str] | None = None,
+    fill_holes: str | Sequence[int | str] | bool | None = None,
+    no_postprocessing: bool = False,
+    save_postprocessing: bool = False,
     **renamed: Any,
 ) -> EvaluationReport:
     """Score a run folder, a ``.pt`` checkpoint or an exported ``.onnx`` file on ``data``'s
     ``split``, as ``unetlab evaluate RUN --data DATA`` does (same option names).
 
-    Writes ``report.json``, ``confusion_matrix.png`` and ``panels/`` into ``out`` (default
-    ``RUN/evaluation/<split>``) and returns the report (``report.summary()``,
-    ``report.scores``). The engine's older keywords (``data_root``, ``out_dir``,
-    ``num_panels``, ``checkpoint_or_run``) still work, with a DeprecationWarning.
+    Writes ``report.json``, ``per_image.csv``, ``confusion_matrix.png`` and ``panels/`` (the
+    ``worst`` images) into ``out`` (default ``RUN/evaluation/<split>``) and returns the report
+    (``report.summary()``, ``report.scores``, ``report.per_image``). The older keywords
+    (``data_root``, ``out_dir``, ``num_panels``, ``panels``, ``checkpoint_or_run``) still work,
+    with a DeprecationWarning. ``min_size``, ``keep_largest``, ``fill_holes`` (classes by name
+    or index, ``"all"`` or True for every class but 0) and ``no_postprocessing`` choose the
+    post-processing as the command line does.
     """
     from unetlab.engine.evaluate import evaluate as run_evaluation
+    from unetlab.inference.postprocessing import from_flags
     from unetlab.inference.tta import mode_from_flags
 
-    given: dict[str, Any] = {"run": run, "data": data, "out": out, "panels": panels}
+    given: dict[str, Any] = {"run": run, "data": data, "out": out, "worst": worst}
     for old, new in _RENAMED.items():
         if old not in renamed:
             continue
@@ -221,7 +231,7 @@ def evaluate(
             DeprecationWarning,
             stacklevel=2,
         )
-        if new != "panels" and given[new] is not None:
+        if new != "worst" and given[new] is not None:
             raise TypeError(f"evaluate() got both {old}= and {new}=")
         given[new] = renamed.pop(old)
     if renamed:
@@ -233,7 +243,9 @@ def evaluate(
         batch_size=batch_size, threshold=threshold,
         tta=mode_from_flags(tta, tta_rot90),
         boundary_class=boundary_class, verbose=verbose, precision=precision,
-        num_panels=given["panels"], tile=tile, overlap=overlap, tile_weights=tile_weights,
+        num_panels=given["worst"], tile=tile, overlap=overlap, tile_weights=tile_weights,
+        postprocessing=from_flags(min_size, keep_largest, fill_holes, no_postprocessing),
+        save_postprocessing=save_postprocessing,
     )  # fmt: skip
 
 

@@ -101,6 +101,9 @@ class ModelCard:
     ``tta``: the test-time augmentation the run chose (``inference.tta``), the default of
     predict, evaluate and serve; ``training``: how a checkpoint's model was trained (None for
     exports).
+    ``postprocessing``: the stored post-processing of the labels (a checkpoint's
+    ``RUN/postprocessing.json``, an export's metadata; read by
+    :mod:`unetlab.inference.postprocessing`).
     """
 
     path: str
@@ -118,6 +121,7 @@ class ModelCard:
     quantization: dict[str, Any] | None = None
     tta: bool | str = False
     training: TrainingRecord | None = None
+    postprocessing: dict[str, Any] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -214,6 +218,7 @@ class ModelCard:
                 input_scale=float(metadata.get("input_scale", 255.0)),
                 quantization=metadata.get("quantization"),
                 tta=tta_setting(metadata.get("tta")),
+                postprocessing=metadata.get("postprocessing"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UnetlabError(
@@ -246,6 +251,8 @@ class ModelCard:
         }
         if self.quantization is not None:
             metadata["quantization"] = self.quantization
+        if self.postprocessing:
+            metadata["postprocessing"] = self.postprocessing
         return metadata
 
     def with_export_settings(self, *, threshold: float | None, input_scale: float) -> ModelCard:

@@ -9,6 +9,8 @@ import click
 from unetlab.cli.options import (
     batch_size_option,
     device_option,
+    postprocessing_from,
+    postprocessing_options,
     precision_option,
     threshold_option,
     tiling_options,
@@ -41,12 +43,21 @@ from unetlab.cli.options import (
 @tiling_options()
 @precision_option("Checkpoints")
 @click.option(
+    "--worst",
     "--panels",
     "num_panels",
     default=4,
     show_default=True,
     type=click.IntRange(min=0),
-    help="How many image | truth | prediction panels to save.",
+    help="Save image | truth | prediction | error map panels of the N images with the lowest "
+    "mIoU (every image's scores are in per_image.csv).",
+)
+@postprocessing_options()
+@click.option(
+    "--save-postprocessing",
+    is_flag=True,
+    help="Store the post-processing applied in RUN/postprocessing.json: predict, serve and "
+    "export of the run then apply it.",
 )
 @click.option(
     "--boundary-class",
@@ -69,14 +80,19 @@ def evaluate(
     tile_weights: str,
     precision: str,
     num_panels: int,
+    min_size: int | None,
+    keep_largest: str | None,
+    fill_holes: str | None,
+    no_postprocessing: bool,
+    save_postprocessing: bool,
     boundary_class: str | None,
 ) -> None:
     """Per-class IoU/recall/precision/Dice, mIoU, pixel accuracy and mPA of a trained model
     (a run folder, a .pt checkpoint, or an exported .onnx file, fp32 or int8), scored on the
     labels 'unetlab predict' writes for the same images and options.
 
-    Binary tasks also get pixel error and adapted Rand error. Writes report.json, a
-    confusion-matrix PNG and image | truth | prediction panels.
+    Binary tasks also get pixel error and adapted Rand error. Writes report.json, per_image.csv
+    (every image's scores, worst first), a confusion-matrix PNG and panels of the worst images.
     """
     from unetlab.engine.evaluate import evaluate as run_evaluation
 
@@ -95,5 +111,7 @@ def evaluate(
         tile_weights=tile_weights,
         precision=precision,
         boundary_class=boundary_class,
+        postprocessing=postprocessing_from(min_size, keep_largest, fill_holes, no_postprocessing),
+        save_postprocessing=save_postprocessing,
     )
     click.echo(report.summary())

@@ -111,6 +111,56 @@ def tiling_options() -> Callable[[F], F]:
     return decorate
 
 
+def postprocessing_options() -> Callable[[F], F]:
+    """``--min-size``, ``--keep-largest``, ``--fill-holes`` and ``--no-postprocessing``: what
+    predict and evaluate do to the labels (:mod:`unetlab.inference.postprocessing`); read them
+    with :func:`postprocessing_from`."""
+
+    def decorate(function: F) -> F:
+        function = click.option(
+            "--no-postprocessing",
+            is_flag=True,
+            help="Ignore the post-processing stored with the model.",
+        )(function)
+        function = click.option(
+            "--fill-holes",
+            is_flag=False,
+            flag_value="all",
+            default=None,
+            metavar="[CLASSES]",
+            help="Background pixels enclosed by one of these classes (names or indices, "
+            "comma-separated; alone: every class but 0) take that class.",
+        )(function)
+        function = click.option(
+            "--keep-largest",
+            default=None,
+            metavar="CLASSES",
+            help="Keep only the largest region of these classes (names or indices, "
+            "comma-separated, or 'all' = every class but 0).",
+        )(function)
+        return click.option(
+            "--min-size",
+            type=click.IntRange(min=0),
+            default=None,
+            metavar="PIXELS",
+            help="Remove regions (4-connected, any class) smaller than this; each takes the "
+            "label it shares the longest border with. Any of these three options replaces "
+            "the post-processing stored with the model.",
+        )(function)
+
+    return decorate
+
+
+def postprocessing_from(
+    min_size: int | None, keep_largest: str | None, fill_holes: str | None, no_postprocessing: bool
+) -> Any:
+    """The ``postprocessing`` value of the Python API for the four options (None: the stored
+    one)."""
+    from unetlab.inference.postprocessing import from_flags
+
+    return from_flags(min_size, keep_largest, fill_holes, no_postprocessing)
+
+
 def batch_size_option(what: str) -> Callable[[F], F]:
     return click.option(
         "--batch-size",

@@ -15,6 +15,8 @@ from unetlab.cli.options import (
     backend_option,
     batch_size_option,
     device_option,
+    postprocessing_from,
+    postprocessing_options,
     precision_option,
     threshold_option,
     tiling_options,
@@ -49,6 +51,7 @@ from unetlab.cli.options import (
 @device_option()
 @backend_option()
 @precision_option("Checkpoints")
+@postprocessing_options()
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def predict(
     model: str,
@@ -65,6 +68,10 @@ def predict(
     device: str,
     backend: str,
     precision: str,
+    min_size: int | None,
+    keep_largest: str | None,
+    fill_holes: str | None,
+    no_postprocessing: bool,
     quiet: bool,
 ) -> None:
     """Predict images, folders, glob patterns or videos with MODEL: a run folder, a .pt
@@ -86,6 +93,9 @@ def predict(
         "tta": tta_mode(tta, tta_rot90),
         "progress": not quiet,
         "threshold": threshold,
+        "postprocessing": postprocessing_from(
+            min_size, keep_largest, fill_holes, no_postprocessing
+        ),
     }
     predictor = open_model(model, device, precision, backend=backend, **options)
     written, legend_path = predict_files(predictor, found, out_dir, alpha, progress=not quiet)
@@ -98,5 +108,8 @@ def predict(
         click.echo(f"{item.source} ({detail})")
         for path in item.outputs:
             click.echo(f"  -> {path}")
+    if predictor.options.postprocessing.active:
+        described = predictor.options.postprocessing.describe(predictor.class_names)
+        click.echo(f"post-processing: {described}")
     click.echo(f"legend: {legend_path}")
     click.echo(f"{len(written)} input(s) predicted into {Path(out_dir).resolve()}")

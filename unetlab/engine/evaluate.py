@@ -22,10 +22,16 @@ from unetlab import IGNORE_INDEX
 from unetlab.artifacts.card import ModelCard
 from unetlab.engine.measure import Measurement, collect_confusion
 from unetlab.engine.regions import BOUNDARY_CLASS_NAMES, RegionScores, resolve_boundary_class
-from unetlab.engine.report import EvaluationReport, evaluation_notes
+from unetlab.engine.report import (
+    EvaluationReport,
+    evaluation_notes,
+    json_ready,
+    write_per_image_csv,
+)
 from unetlab.errors import UnetlabError
 from unetlab.inference.grid import DEFAULT_TILE
 from unetlab.inference.open import DEFAULT_PRECISION
+from unetlab.metrics.per_image import worst_first
 
 __all__ = [
     "BOUNDARY_CLASS_NAMES",
@@ -41,37 +47,55 @@ __all__ = [
 
 
 class SampleRecorder:
-    """Per image: panels for the first ones, region scores, ignored truth pixels."""
+    """Per image: its row of scores (:func:`unetlab.metrics.per_image.image_row`, the one the
+    ``unetlab serve`` inspect page shows), ignored truth pixels, and the ``num_worst`` worst
+    images (lowest mIoU) kept in memory for their panels."""
 
-    def __init__(
-        self,
-        card: ModelCard,
-        panel_dir: Path,
-        num_panels: int,
-        region_scores: RegionScores | None,
-    ):
+    def __init__(self, card: ModelCard, num_worst: int, region_scores: RegionScores | None):
         self.card = card
-        self.panel_dir = panel_dir
-        self.num_panels = num_panels
+        self.num_worst = num_worst
         self.region_scores = region_scores
-        self.panels: list[Path] = []
+        self.boundary = region_scores.boundary_class if region_scores is not None else None
+        self.rows: list[dict[str, Any]] = []
+        self.worst: list[tuple[Any, int, dict[str, Any], np.ndarray, np.ndarray, np.ndarray]] = []
         self.ignored_pixels = 0
 
     def __call__(
         self, sample_id: str, image: np.ndarray, truth: np.ndarray, prediction: np.ndarray
     ) -> None:
-        from unetlab.engine.plots import safe_name, save_panel
+        from unetlab.metrics.per_image import image_row, worst_first_key
 
         self.ignored_pixels += int((truth == IGNORE_INDEX).sum())
+        row = image_row(
+            sample_id, prediction, truth, self.card.num_classes, self.boundary, IGNORE_INDEX
+        )
+        self.rows.append(row)
         if self.region_scores is not None:
-            self.region_scores.add(sample_id, prediction, truth)
-        if len(self.panels) < self.num_panels:
-            path = self.panel_dir / f"{safe_name(sample_id)}.png"
-            self.panels.append(
-                save_panel(
-                    image, truth, prediction, self.card.class_colors, path, self.card.class_names
-                )
+            self.region_scores.add(row)
+        if self.num_worst:  # ties keep the split's order, as worst_first does
+            self.worst.append((worst_first_key(row), len(self.rows), row, image, truth, prediction))
+            self.worst.sort(key=lambda item: (item[0], item[1]))
+            del self.worst[self.num_worst :]
+
+    def save_panels(self, panel_dir: Path) -> list[Path]:
+        """``panel_dir/<rank>_<id>.png`` for the worst images, worst first: image | truth |
+        prediction | error map (:func:`unetlab.inference.error_map.error_map`)."""
+        from unetlab.engine.plots import safe_name, save_panel
+        from unetlab.inference.error_map import error_map
+
+        digits = len(str(len(self.worst)))
+        return [
+            save_panel(
+                image,
+                truth,
+                prediction,
+                self.card.class_colors,
+                panel_dir / f"{rank:0{digits}d}_{safe_name(row['id'])}.png",
+                self.card.class_names,
+                errors=error_map(image, prediction, truth, ignore_index=IGNORE_INDEX),
             )
+            for rank, (_, _, row, image, truth, prediction) in enumerate(self.worst, start=1)
+        ]
 
 
 def default_out_dir(checkpoint_path: str | Path, split: str) -> Path:
@@ -97,18 +121,24 @@ def evaluate(
     tile: int = DEFAULT_TILE,
     overlap: float = 0.25,
     tile_weights: str = "gaussian",
+    postprocessing: Any = None,
+    save_postprocessing: bool = False,
 ) -> EvaluationReport:
     """Evaluate a checkpoint, a run folder (its best checkpoint) or an ``.onnx`` export on
     ``data_root``'s ``split``.
 
     Everything about the model comes from its card (architecture, class names and colours,
-    normalisation, an export's threshold). Writes ``report.json``, ``confusion_matrix.png`` and
-    ``panels/<id>.png`` (the first ``num_panels`` images) into ``out_dir`` (default
-    ``RUN/evaluation/<split>``). ``device``, ``precision``, ``threshold`` (binary models),
-    ``tta`` (None: the model's own) and ``batch_size`` mean what they mean for ``unetlab
-    predict``; ``boundary_class``
+    normalisation, an export's threshold). Writes ``report.json`` (with every image's scores,
+    worst first), ``per_image.csv`` (the same rows), ``confusion_matrix.png`` and
+    ``panels/<rank>_<id>.png`` (image | truth | prediction | error map of the ``num_panels``
+    images with the lowest mIoU) into ``out_dir`` (default ``RUN/evaluation/<split>``).
+    ``device``, ``precision``, ``threshold`` (binary models), ``tta`` (None: the model's own)
+    and ``batch_size`` mean what they mean for ``unetlab predict``; ``boundary_class``
     picks the region separator of the Rand error (:mod:`unetlab.engine.regions`).
     ``tile``, ``overlap`` and ``tile_weights`` cut large images as predict does.
+    ``postprocessing`` (:class:`~unetlab.inference.postprocessing.PostProcessing` or its dict)
+    replaces the one stored with the model; ``save_postprocessing`` stores the one applied in
+    ``RUN/postprocessing.json``, so that ``predict``, ``serve`` and ``export`` of the run apply it.
     ``verbose`` prints :meth:`EvaluationReport.summary`.
     """
     from unetlab.data import open_dataset
@@ -127,9 +157,17 @@ def evaluate(
         overlap=overlap,
         tile_weights=tile_weights,
         progress=False,
+        postprocessing=postprocessing,
     )
     card = predictor.card
     assert card is not None
+    if save_postprocessing and card.format != "checkpoint":
+        raise UnetlabError(
+            "--save-postprocessing stores post-processing beside a checkpoint; an export "
+            "carries the one its checkpoint had when it was exported",
+            card.path,
+            "evaluate the run folder with --save-postprocessing, then export it again",
+        )
     region_scores = (
         RegionScores(resolve_boundary_class(card.class_names, boundary_class), card.class_names)
         if card.num_classes == 2
@@ -144,7 +182,7 @@ def evaluate(
     )
     out = Path(out_dir) if out_dir is not None else default_out_dir(card.path, split)
     out.mkdir(parents=True, exist_ok=True)
-    recorder = SampleRecorder(card, out / "panels", num_panels, region_scores)
+    recorder = SampleRecorder(card, num_panels, region_scores)
     matrix = ConfusionMatrix(card.num_classes, ignore_index=IGNORE_INDEX)
     for start in range(0, len(dataset), batch_size):
         indices = range(start, min(start + batch_size, len(dataset)))
@@ -170,18 +208,48 @@ def evaluate(
         out_dir=out,
         table=matrix.format_table(list(card.class_names)),
         model=dict(predictor.settings),
+        per_image=worst_first(recorder.rows),
+        postprocessing=predictor.options.postprocessing.to_dict(),
     )
     report.notes = evaluation_notes(report, recorder.ignored_pixels, dataset.info.class_names)
     report.files["confusion matrix"] = plot_confusion(
         report.confusion, list(card.class_names), out / "confusion_matrix.png"
     )
-    if recorder.panels:
-        report.files["panels"] = out / "panels"
+    report.files["per-image scores"] = write_per_image_csv(
+        report.per_image, report.class_names, out / "per_image.csv"
+    )
+    if recorder.save_panels(out / "panels"):
+        report.files["panels of the worst images"] = out / "panels"
+    if save_postprocessing:
+        report.files["stored post-processing"] = store_postprocessing(report, card)
     report.files["report"] = out / "report.json"
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if verbose:
         print(report.summary())
     return report
+
+
+def store_postprocessing(report: EvaluationReport, card: ModelCard) -> Path:
+    """Write the post-processing ``report`` applied to the checkpoint's
+    ``RUN/postprocessing.json`` (atomically), with what it scored, for people reading it."""
+    from unetlab.artifacts.read import postprocessing_path
+    from unetlab.data.io import write_text
+    from unetlab.inference.postprocessing import PostProcessing
+
+    stored = PostProcessing.from_dict(report.postprocessing or {})
+    content = {
+        "postprocessing": stored.to_dict(),
+        "description": stored.describe(report.class_names),
+        "class_names": report.class_names,
+        "measured": {
+            "checkpoint": report.checkpoint,
+            "data_root": report.data_root,
+            "split": report.split,
+            "miou": report.scores["miou"],
+        },
+    }
+    text = json.dumps(json_ready(content), indent=2) + "\n"
+    return write_text(postprocessing_path(card.path), text)
 
 
 def _read(dataset: Any, index: int, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:

@@ -178,13 +178,18 @@ def save_panel(
     palette: Sequence[Sequence[int]],
     path: str | Path,
     class_names: Sequence[str] | None = None,
+    errors: np.ndarray | None = None,
 ) -> Path:
-    """Save ``image | truth | prediction`` side by side with titles and a class legend below.
+    """Save ``image | truth | prediction`` side by side with titles and a class legend below;
+    with ``errors`` (an ``H x W x 3`` picture from :func:`unetlab.inference.error_map.error_map`)
+    a fourth picture, ``errors``, and a key of its colours under the legend.
 
-    The pictures keep their pixels (the panel is ``3 * W + 4 * PANEL_MARGIN`` wide, wider only
-    when the legend needs it). ``palette`` lists the class colours; classes beyond it and the
-    ignored truth pixels (255) get the colours ``predict`` gives them (the VOC colour map).
+    The pictures keep their pixels (the panel is ``3 * W + 4 * PANEL_MARGIN`` wide, or
+    ``4 * W + 5 * PANEL_MARGIN`` with the error map, wider only when the legend needs it).
+    ``palette`` lists the class colours; classes beyond it and the ignored truth pixels (255)
+    get the colours ``predict`` gives them (the VOC colour map).
     """
+    from unetlab.inference.error_map import ERROR_LEGEND
     from unetlab.inference.overlay import colorize, legend, make_palette, to_display
 
     truth, prediction = np.asarray(truth), np.asarray(prediction)
@@ -196,37 +201,60 @@ def save_panel(
             f"panel parts differ in size: image {h}x{w}, truth {truth.shape}, "
             f"prediction {prediction.shape}"
         )
+    titles = list(PANEL_TITLES)
+    if errors is not None:
+        if errors.shape != (h, w, 3):
+            raise ValueError(f"the error map is {errors.shape}, the image {h}x{w}")
+        pictures.append(np.asarray(errors, np.uint8))
+        titles.append("errors")
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(palette))]
     key = legend(names, colors, row_height=_LEGEND_ROW)
     has_ignored = bool((truth == IGNORE_INDEX).any())
+    rows: list[list[tuple[str, tuple[int, ...]]]] = []
+    if has_ignored:
+        rows.append([("ignored (255)", tuple(int(c) for c in colors[IGNORE_INDEX]))])
+    if errors is not None:
+        kinds = ERROR_LEGEND if has_ignored else ERROR_LEGEND[:-1]
+        rows.append([(f"error map: {kinds[0][0]}", kinds[0][1]), *kinds[1:]])
 
     x0, y0 = panel_origin()
-    width = max(3 * w + 4 * PANEL_MARGIN, key.shape[1] + 2 * PANEL_MARGIN)
+    count = len(pictures)
+    width = max(count * w + (count + 1) * PANEL_MARGIN, key.shape[1] + 2 * PANEL_MARGIN)
     legend_top = y0 + h + PANEL_MARGIN
-    height = legend_top + key.shape[0] + PANEL_MARGIN + (_LEGEND_ROW if has_ignored else 0)
+    height = legend_top + key.shape[0] + PANEL_MARGIN + _LEGEND_ROW * len(rows)
+    font = ImageFont.load_default(size=_FONT_SIZE)
+    width = max(width, *(_swatch_row_width(row, font) for row in rows)) if rows else width
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=_FONT_SIZE)
-    for i, (title, picture) in enumerate(zip(PANEL_TITLES, pictures, strict=True)):
+    for i, (title, picture) in enumerate(zip(titles, pictures, strict=True)):
         x = x0 + i * (w + PANEL_MARGIN)
         draw.text((x, PANEL_MARGIN), title, fill=(0, 0, 0), font=font)
         canvas.paste(Image.fromarray(picture), (x, y0))
     canvas.paste(Image.fromarray(key), (PANEL_MARGIN, legend_top))
-    if has_ignored:  # a swatch like the legend's, without a class index
-        top, color = legend_top + key.shape[0], tuple(int(c) for c in colors[IGNORE_INDEX])
-        swatch = [
-            PANEL_MARGIN + 4,
-            top + 2,
-            PANEL_MARGIN + 2 * _LEGEND_ROW - 4,
-            top + _LEGEND_ROW - 4,
-        ]
-        draw.rectangle(swatch, fill=color, outline=(0, 0, 0))
-        text_at = (PANEL_MARGIN + 2 * _LEGEND_ROW + 4, top + _LEGEND_ROW // 2)
-        draw.text(text_at, "ignored (255)", fill=(0, 0, 0), font=font, anchor="lm")
+    for number, row in enumerate(rows):  # swatches like the legend's, without class indices
+        _draw_swatch_row(draw, row, legend_top + key.shape[0] + number * _LEGEND_ROW, font)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
+
+
+def _swatch_row_width(row: Sequence[tuple[str, Any]], font: Any) -> int:
+    return PANEL_MARGIN + sum(
+        2 * _LEGEND_ROW + 8 + int(font.getlength(text)) + PANEL_MARGIN for text, _ in row
+    )
+
+
+def _draw_swatch_row(
+    draw: ImageDraw.ImageDraw, row: Sequence[tuple[str, Any]], top: int, font: Any
+) -> None:
+    x = PANEL_MARGIN
+    for text, color in row:
+        swatch = [x + 4, top + 2, x + 2 * _LEGEND_ROW - 4, top + _LEGEND_ROW - 4]
+        draw.rectangle(swatch, fill=tuple(int(c) for c in color), outline=(0, 0, 0))
+        text_at = (x + 2 * _LEGEND_ROW + 4, top + _LEGEND_ROW // 2)
+        draw.text(text_at, text, fill=(0, 0, 0), font=font, anchor="lm")
+        x += 2 * _LEGEND_ROW + 8 + int(font.getlength(text)) + PANEL_MARGIN
 
 
 def denormalize(image: Any, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from unetlab import IGNORE_INDEX
 from unetlab.errors import UnetlabError
 from unetlab.metrics.scores import nanmean
 
@@ -51,34 +50,25 @@ def resolve_boundary_class(class_names: Sequence[str], boundary_class: int | str
 
 
 class RegionScores:
-    """Per-image pixel error and adapted Rand error of a two-class task, then their means."""
+    """Per-image pixel error and adapted Rand error of a two-class task, then their means.
+
+    The per-image numbers are those of :func:`unetlab.metrics.per_image.image_row` with this
+    boundary class (the one definition, shared with the per-image table).
+    """
+
+    KEYS = ("pixel_error", "adapted_rand_error", "rand_precision", "rand_recall")
 
     def __init__(self, boundary_class: int, class_names: Sequence[str]):
         self.boundary_class = boundary_class
         self.class_names = list(class_names)
         self.rows: list[dict[str, Any]] = []
 
-    def add(self, sample_id: str, prediction: np.ndarray, truth: np.ndarray) -> None:
-        from unetlab.metrics.em import adapted_rand_error, membrane_to_regions, pixel_error
-
-        boundary = self.boundary_class
-        scored_truth = np.where(truth == IGNORE_INDEX, boundary, truth)  # ignored: not scored
-        error, precision, recall = adapted_rand_error(
-            membrane_to_regions(prediction, membrane_class=boundary),
-            membrane_to_regions(scored_truth, membrane_class=boundary),
-        )
-        self.rows.append(
-            {
-                "id": sample_id,
-                "pixel_error": pixel_error(prediction, truth, ignore_index=IGNORE_INDEX),
-                "adapted_rand_error": error,
-                "rand_precision": precision,
-                "rand_recall": recall,
-            }
-        )
+    def add(self, row: dict[str, Any]) -> None:
+        """Keep the region scores of one image's row (scored with :attr:`boundary_class`)."""
+        self.rows.append({"id": row["id"], **{key: row[key] for key in self.KEYS}})
 
     def summary(self) -> dict[str, Any]:
-        keys = ("pixel_error", "adapted_rand_error", "rand_precision", "rand_recall")
+        keys = self.KEYS
         return {
             "boundary_class": self.boundary_class,
             "boundary_class_name": self.class_names[self.boundary_class],

@@ -1,7 +1,10 @@
-"""The evaluation report: the numbers of one evaluation, ``report.json`` and the printed summary."""
+"""The evaluation report: the numbers of one evaluation, ``report.json``, ``per_image.csv`` and
+the printed summary."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +33,8 @@ class EvaluationReport:
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # backend, device, layout, precision
+    per_image: list[dict[str, Any]] = field(default_factory=list)  # image_row()s, worst first
+    postprocessing: dict[str, Any] | None = None  # PostProcessing.to_dict() of the labels scored
 
     MEANS: ClassVar[tuple[str, ...]] = (
         "miou", "mpa", "mean_precision", "mean_dice", "pixel_accuracy", "fwiou",
@@ -60,10 +65,12 @@ class EvaluationReport:
                 "threshold": self.threshold,
                 "tta": self.tta,
                 "model": self.model,
+                "postprocessing": self.postprocessing,
                 **{key: self.scores[key] for key in self.MEANS},
                 "per_class": self.per_class(),
                 "binary": self.region_scores,
                 "confusion_matrix": self.confusion.tolist(),
+                "per_image": self.per_image,
                 "notes": self.notes,
                 "files": {name: str(path) for name, path in self.files.items()},
             }
@@ -84,9 +91,56 @@ class EvaluationReport:
                 f"{_num(r['adapted_rand_error'])} (regions: connected components outside class "
                 f"'{r['boundary_class_name']}'; per image, averaged)"
             )
+        if self.postprocessing:
+            from unetlab.inference.postprocessing import PostProcessing
+
+            described = PostProcessing.from_dict(self.postprocessing).describe(self.class_names)
+            if described != "none":
+                lines.append(f"post-processing: {described}")
+        worst = [row for row in self.per_image[:WORST_SHOWN] if math.isfinite(row["miou"])]
+        if worst:
+            shown = ", ".join(f"{row['id']} ({_pct(row['miou'])})" for row in worst)
+            lines.append(f"worst images by mIoU: {shown}")
         lines += [f"note: {note}" for note in self.notes]
         lines += [f"{name}: {path}" for name, path in self.files.items()]
         return "\n".join(lines)
+
+
+WORST_SHOWN = 3
+"""Worst images named in the printed summary (all are in report.json and per_image.csv)."""
+
+
+def per_image_table(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> str:
+    """``rows`` (:func:`unetlab.metrics.per_image.image_row`, in their order) as CSV text: rank,
+    id, size, the whole-image scores, then ``iou <class>`` and ``dice <class>`` per class.
+    Undefined scores (NaN) are empty cells; numbers keep full precision."""
+    from unetlab.metrics.per_image import ROW_SCORES
+
+    scores = [key for key in ROW_SCORES if rows and key in rows[0]]
+    header = ["rank", "id", "width", "height", *scores]
+    header += [f"{kind} {name}" for kind in ("iou", "dice") for name in class_names]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for rank, row in enumerate(rows, start=1):
+        values = [row[key] for key in scores] + list(row["iou"]) + list(row["dice"])
+        writer.writerow(
+            [rank, row["id"], row["width"], row["height"], *(_cell(v) for v in values)]
+        )
+    return buffer.getvalue()
+
+
+def write_per_image_csv(
+    rows: Sequence[dict[str, Any]], class_names: Sequence[str], path: Path
+) -> Path:
+    """Write :func:`per_image_table` to ``path`` atomically."""
+    from unetlab.data.io import write_text
+
+    return write_text(path, per_image_table(rows, class_names))
+
+
+def _cell(value: float) -> str:
+    return "" if value is None or not math.isfinite(value) else repr(float(value))
 
 
 def _pct(value: float | None) -> str:

@@ -105,6 +105,7 @@ def export_onnx(
         tolerance=tolerance,
         source=card.path,
         tta=card.tta,
+        postprocessing=card.postprocessing,
     )
 
 
@@ -122,10 +123,11 @@ def export_model(
     tolerance: float = 1e-4,
     source: str | Path | None = None,
     tta: bool | str = False,
+    postprocessing: dict[str, Any] | None = None,
 ) -> ExportReport:
     """Export a model in memory (``spec`` as in a checkpoint: name, num_classes, in_channels,
-    options; ``tta``: the run's test-time augmentation, stored as the export's default); see
-    :func:`export_onnx`."""
+    options); see :func:`export_onnx`. ``tta`` and ``postprocessing`` (the checkpoint's stored
+    ones) go into the metadata, so the export predicts alike by default."""
     onnx, ort = _require_onnx()
     started = time.perf_counter()
     model = model.eval()
@@ -155,6 +157,7 @@ def export_model(
         threshold=float(threshold),
         input_scale=float(input_scale),
         tta=tta,
+        postprocessing=postprocessing,
     )
     metadata = card.to_onnx_metadata()
     proto = onnx.load(str(out_path))

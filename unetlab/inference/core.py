@@ -9,7 +9,7 @@ tiling of large images, test-time augmentation, and the labels/probabilities dec
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from unetlab.artifacts.card import ModelCard
 from unetlab.errors import UnetlabError
 from unetlab.inference.grid import Geometry, needs_tiles
 from unetlab.inference.labels import labels_from_logits, probabilities_from_logits
+from unetlab.inference.postprocessing import PostProcessing
 from unetlab.inference.tiling import BatchNetwork, Prepare, TileReader, make_grid, predict_tiled
 
 Color = tuple[int, int, int]
@@ -44,7 +45,8 @@ class PredictOptions:
     or tiles per forward pass (1 by default: on a CPU larger batches are not faster, and four
     512 px tiles of the classic 64-wide U-Net need about 2 GB of activations against 0.6 GB for
     one, see benchmarks/tiled_memory.py; raise it on a GPU); ``progress``: a progress bar for
-    images of many tiles."""
+    images of many tiles; ``postprocessing``: what is done to the labels after the labelling
+    rule (:mod:`unetlab.inference.postprocessing`; class indices), none by default."""
 
     tile: int = 512
     overlap: float = 0.25
@@ -54,6 +56,7 @@ class PredictOptions:
     threshold: float | None = None
     batch_size: int = 1
     progress: bool = True
+    postprocessing: PostProcessing = field(default_factory=PostProcessing)
 
     def __post_init__(self) -> None:
         from unetlab.inference.tta import MODES, SPACES
@@ -78,6 +81,12 @@ class PredictOptions:
                 ),
                 ("tta", self.tta, self.tta in (False, True, *MODES), f"False, True or {MODES}"),
                 ("tta_space", self.tta_space, self.tta_space in SPACES, f"one of {SPACES}"),
+                (
+                    "postprocessing",
+                    self.postprocessing,
+                    isinstance(self.postprocessing, PostProcessing),
+                    "a PostProcessing",
+                ),
             ]
             if not ok
         ]
@@ -193,7 +202,15 @@ class ArrayPredictor:
                 logits = self.logits_whole([checked[i] for i in chunk])
                 for i, image_logits in zip(chunk, logits, strict=True):
                     results[i] = self._decide(image_logits, probabilities)
+        for result in results:
+            assert result is not None
+            result.labels = self.postprocess(result.labels)
         return results  # type: ignore[return-value]
+
+    def postprocess(self, labels: np.ndarray) -> np.ndarray:
+        """The labelling rule's ``labels`` after this predictor's post-processing (the step
+        every prediction takes; callers that label logits themselves call it too)."""
+        return self.options.postprocessing.apply(labels)
 
     def logits_whole(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """``N x K x H x W`` logits of same-sized images in one forward pass (mirror-padded)."""

@@ -20,6 +20,7 @@ from unetlab.artifacts.onnx_file import full_scale, open_session
 from unetlab.artifacts.read import onnx_card
 from unetlab.inference.core import ArrayPredictor, PredictOptions
 from unetlab.inference.labels import resolve_threshold
+from unetlab.inference.open import card_postprocessing
 from unetlab.inference.tta import resolve_tta
 
 
@@ -33,7 +34,7 @@ class OnnxPredictor(ArrayPredictor):
         threads: intra-op threads for ONNX Runtime (default: its own choice).
         providers: ONNX Runtime execution providers (default: CPU).
         options: :class:`PredictOptions` fields (``tile=1024``, ``tta="flips"``, ...);
-            ``threshold`` defaults to the one stored at export (binary models).
+            ``threshold`` and ``postprocessing`` default to the ones stored at export.
     """
 
     card: ModelCard
@@ -60,6 +61,7 @@ class OnnxPredictor(ArrayPredictor):
             self.card.out_channels, options.get("threshold"), self.card.threshold, self.path
         )
         options["tta"] = resolve_tta(options.get("tta"), self.card)
+        options["postprocessing"] = card_postprocessing(self.card, options.get("postprocessing"))
         super().__init__(
             self._run,
             self._prepare,

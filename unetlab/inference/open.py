@@ -16,7 +16,9 @@ from unetlab.artifacts.onnx_file import is_onnx_file
 from unetlab.errors import UnetlabError
 
 if TYPE_CHECKING:
+    from unetlab.artifacts.card import ModelCard
     from unetlab.inference.core import ArrayPredictor
+    from unetlab.inference.postprocessing import PostProcessing
     from unetlab.inference.predictor import Predictor
 
 BACKENDS = ("auto", "torch", "onnx")
@@ -60,7 +62,10 @@ def open_model(
     :class:`~unetlab.inference.network.TorchNetwork`); an export runs on the CPU in the precision
     it was exported in (``precision`` must be ``fp32`` or ``auto``), with ``threads``.
     ``options`` are :class:`~unetlab.inference.core.PredictOptions` fields; ``threshold`` is
-    checked against the model (binary models only; an export's stored one is the default).
+    checked against the model (binary models only; an export's stored one is the default);
+    ``postprocessing`` (a :class:`~unetlab.inference.postprocessing.PostProcessing` or its
+    dict, classes by name or index) replaces the one stored with the model
+    (:func:`card_postprocessing`).
     """
     if choose_backend(path, backend) == "torch":
         return open_checkpoint(
@@ -112,6 +117,7 @@ def open_checkpoint(
         card.out_channels, options.get("threshold"), card.threshold, card.path
     )
     options["tta"] = resolve_tta(options.get("tta"), card)
+    options["postprocessing"] = card_postprocessing(card, options.get("postprocessing"))
     return Predictor(
         model,
         card.normalization,
@@ -123,4 +129,17 @@ def open_checkpoint(
         precision=precision,
         options=PredictOptions(**options),
         card=card,
+    )
+
+
+def card_postprocessing(card: ModelCard, requested: Any = None) -> PostProcessing:
+    """The post-processing a predictor of ``card``'s model applies: ``requested`` (see
+    :func:`~unetlab.inference.postprocessing.resolve_postprocessing`), else the one stored with
+    the model (``RUN/postprocessing.json`` for a checkpoint, the metadata of an export)."""
+    from unetlab.artifacts.read import postprocessing_path
+    from unetlab.inference.postprocessing import resolve_postprocessing
+
+    stored_in = postprocessing_path(card.path) if card.format == "checkpoint" else card.path
+    return resolve_postprocessing(
+        requested, card.postprocessing, card.class_names, card.path, stored_in
     )

@@ -4,12 +4,15 @@
 its IoU, Dice and accuracy follow the same rules as the split's: NaN for a class absent from
 both truth and prediction, means over the defined classes) and, for two-class tasks given a
 boundary class, adds the EM scores (pixel error, adapted Rand error) as ``unetlab evaluate``
-computes them per image.
+computes them per image. :func:`image_row` is one image's line of a per-image table (what
+``unetlab evaluate`` writes to ``per_image.csv`` and the ``unetlab serve`` inspect page ranks),
+:func:`worst_first` orders such lines.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -29,8 +32,9 @@ def per_image_scores(
     Returns ``miou``, ``mean_dice``, ``pixel_accuracy`` (floats, NaN when undefined), per-class
     lists ``iou``, ``dice`` and ``support`` (truth pixels), ``pixels`` (scored pixels) and
     ``matrix`` (the ``K x K`` counts, rows = truth). With ``boundary_class`` (two-class tasks):
-    ``pixel_error`` and ``adapted_rand_error`` too, regions being the connected components
-    outside the boundary class and ignored truth pixels not scored (as in evaluate).
+    ``pixel_error``, ``adapted_rand_error``, ``rand_precision`` and ``rand_recall`` too,
+    regions being the connected components outside the boundary class and ignored truth pixels
+    not scored (as in evaluate).
     """
     matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index).update(prediction, truth)
     scores = matrix.compute()
@@ -57,13 +61,15 @@ def _region_scores(
     predicted = _numpy(prediction)
     truth = _numpy(truth)
     scored_truth = np.where(truth == ignore_index, boundary_class, truth)  # ignored: not scored
-    error, _, _ = adapted_rand_error(
+    error, precision, recall = adapted_rand_error(
         membrane_to_regions(predicted, membrane_class=boundary_class),
         membrane_to_regions(scored_truth, membrane_class=boundary_class),
     )
     return {
         "pixel_error": pixel_error(predicted, truth, ignore_index=ignore_index),
         "adapted_rand_error": error,
+        "rand_precision": precision,
+        "rand_recall": recall,
     }
 
 
@@ -76,3 +82,46 @@ def worst_first_key(row: dict[str, Any], metric: str = "miou") -> tuple[int, flo
     value = row.get(metric)
     undefined = value is None or (isinstance(value, float) and math.isnan(value))
     return (1, 0.0) if undefined or value is None else (0, float(value))
+
+
+ROW_SCORES = (
+    "miou",
+    "mean_dice",
+    "pixel_accuracy",
+    "pixel_error",
+    "adapted_rand_error",
+    "rand_precision",
+    "rand_recall",
+)
+"""The whole-image scores of a per-image row (the last four for two-class tasks only)."""
+
+
+def image_row(
+    sample_id: str,
+    prediction: LabelArray,
+    truth: LabelArray,
+    num_classes: int,
+    boundary_class: int | None = None,
+    ignore_index: int = 255,
+) -> dict[str, Any]:
+    """One image's line of a per-image table: ``id``, ``width``, ``height``, the
+    :data:`ROW_SCORES` it has (NaN when undefined) and the per-class lists ``iou`` and ``dice``.
+
+    The one definition of a per-image row, shared by ``unetlab evaluate`` (``per_image.csv``,
+    the worst panels) and the ``unetlab serve`` inspect page.
+    """
+    scores = per_image_scores(prediction, truth, num_classes, ignore_index, boundary_class)
+    height, width = np.shape(truth)[:2]
+    return {
+        "id": str(sample_id),
+        "width": int(width),
+        "height": int(height),
+        **{key: float(scores[key]) for key in ROW_SCORES if key in scores},
+        "iou": [float(v) for v in scores["iou"]],
+        "dice": [float(v) for v in scores["dice"]],
+    }
+
+
+def worst_first(rows: Iterable[dict[str, Any]], metric: str = "miou") -> list[dict[str, Any]]:
+    """``rows`` ordered by ``metric``, lowest first, undefined (NaN) last; ties keep their order."""
+    return sorted(rows, key=lambda row: worst_first_key(row, metric))

@@ -24,6 +24,14 @@ from PIL import Image
 
 from unetlab.errors import UnetlabError
 from unetlab.inference.core import ArrayPredictor
+from unetlab.inference.error_map import (  # noqa: F401  (the page's error maps; owned there)
+    FALSE_NEGATIVE,
+    FALSE_POSITIVE,
+    IGNORED,
+    OTHER_ERROR,
+    error_counts,
+    error_map,
+)
 
 DISPLAY_SIDE = 1600
 """Longest side of the copy the page draws; downloads keep the full size."""
@@ -31,11 +39,6 @@ DISPLAY_SIDE = 1600
 PROBABILITY_BUDGET = 2**28
 """Most class-probability values (classes x pixels) kept for heat maps: 1 GiB of float32."""
 
-# error map colours (Okabe-Ito, told apart with colour-blindness too)
-FALSE_POSITIVE = (213, 94, 0)  # vermillion: predicted where the truth has no such class
-FALSE_NEGATIVE = (0, 114, 178)  # blue: missed
-OTHER_ERROR = (240, 228, 66)  # yellow: wrong, but neither of the two above
-IGNORED = (150, 150, 150)  # truth 255: not scored
 
 Progress = Callable[[int, int], None]
 
@@ -76,7 +79,8 @@ class PredictionView:
     """One predicted upload: full-size arrays for downloads, display-size ones for the page.
 
     ``foreground``: class-1 probability of a binary model (full size, for re-thresholding);
-    ``display_probabilities``: ``K x h x w`` uint8 (probability x 255), None over the budget.
+    ``display_probabilities``: ``K x h x w`` uint8 (probability x 255), None over the budget;
+    ``postprocess``: the predictor's post-processing, applied to re-thresholded labels too.
     """
 
     name: str
@@ -90,6 +94,7 @@ class PredictionView:
     tiles: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    postprocess: Callable[[np.ndarray], np.ndarray] | None = None
 
     def summary(self) -> dict:
         """JSON-ready facts for the page."""
@@ -166,7 +171,7 @@ def predict_view(
     with counting_passes(predictor, step):
         if keep_probabilities:
             logits = predictor.logits(image, name)
-            labels = labels_from_logits(logits, predictor.options.threshold)
+            labels = predictor.postprocess(labels_from_logits(logits, predictor.options.threshold))
             probabilities = probabilities_from_logits(logits)
             del logits
         else:
@@ -194,6 +199,7 @@ def predict_view(
         tiles=predictor.tile_count(height, width) if predictor.needs_tiles(height, width) else 1,
         seconds=time.perf_counter() - start,
         notes=notes,
+        postprocess=predictor.postprocess,
     )
 
 
@@ -209,12 +215,14 @@ def resize(array: np.ndarray, size: tuple[int, int], smooth: bool) -> np.ndarray
 
 def labels_at(view: PredictionView, threshold: float | None, default: float) -> np.ndarray:
     """The view's labels, re-cut at ``threshold`` for a binary model (class 1 where its
-    probability exceeds it, the predictors' rule); unchanged otherwise or at ``default``."""
+    probability exceeds it, the predictors' rule, then their post-processing); unchanged
+    otherwise or at ``default``."""
     if threshold is None or view.foreground is None or threshold == default:
         return view.labels
     if not 0 < threshold < 1:
         raise UnetlabError(f"threshold {threshold} must lie strictly between 0 and 1")
-    return (view.foreground > threshold).astype(np.uint8)
+    labels = (view.foreground > threshold).astype(np.uint8)
+    return view.postprocess(labels) if view.postprocess is not None else labels
 
 
 # ---------------------------------------------------------------- files for the page
@@ -274,68 +282,6 @@ def parse_classes(text: str | None, num_classes: int) -> list[int]:
     if bad:
         raise UnetlabError(f"no class {bad[0]}: the model has classes 0..{num_classes - 1}")
     return values
-
-
-# ---------------------------------------------------------------- error map
-
-
-def error_map(
-    image: np.ndarray,
-    prediction: np.ndarray,
-    truth: np.ndarray,
-    focus: int | None = None,
-    ignore_index: int = 255,
-) -> np.ndarray:
-    """Where the prediction is wrong, on a faded copy of the image (``H x W x 3`` uint8).
-
-    Positive classes are ``focus`` alone, or every class but 0 (the background) when ``focus``
-    is None. A wrong pixel is a false positive (:data:`FALSE_POSITIVE`) when it is predicted
-    positive and truly negative, a false negative (:data:`FALSE_NEGATIVE`) when truly positive
-    and predicted negative, else :data:`OTHER_ERROR` (one positive class taken for another, or,
-    with a focus, an error between two other classes). Ignored truth pixels are
-    :data:`IGNORED`; correct pixels show the image, faded to light grey.
-    """
-    from unetlab.inference.overlay import to_display
-
-    prediction, truth = np.asarray(prediction), np.asarray(truth)
-    if prediction.shape != truth.shape or prediction.shape != image.shape[:2]:
-        raise UnetlabError(
-            f"image {image.shape[:2]}, prediction {prediction.shape} and truth {truth.shape} "
-            "differ in size"
-        )
-    gray = to_display(image).astype(np.uint16).sum(axis=2) // 3
-    faded = (170 + gray // 3).astype(np.uint8)  # light, low-contrast: errors stand out
-    out = np.repeat(faded[:, :, None], 3, axis=2)
-    ignored = truth == ignore_index
-    wrong = (prediction != truth) & ~ignored
-    if focus is None:
-        predicted_positive, truly_positive = prediction != 0, truth != 0
-    else:
-        predicted_positive, truly_positive = prediction == focus, truth == focus
-    false_positive = wrong & predicted_positive & ~truly_positive
-    false_negative = wrong & truly_positive & ~predicted_positive
-    out[wrong] = OTHER_ERROR
-    out[false_positive] = FALSE_POSITIVE
-    out[false_negative] = FALSE_NEGATIVE
-    out[ignored] = IGNORED
-    return out
-
-
-def error_counts(
-    prediction: np.ndarray, truth: np.ndarray, focus: int | None = None, ignore_index: int = 255
-) -> dict[str, int]:
-    """Pixels of each kind in :func:`error_map` (for its legend)."""
-    ignored = truth == ignore_index
-    wrong = (prediction != truth) & ~ignored
-    positive = (lambda a: a != 0) if focus is None else (lambda a: a == focus)
-    fp = int((wrong & positive(prediction) & ~positive(truth)).sum())
-    fn = int((wrong & positive(truth) & ~positive(prediction)).sum())
-    return {
-        "false_positive": fp,
-        "false_negative": fn,
-        "other": int(wrong.sum()) - fp - fn,
-        "ignored": int(ignored.sum()),
-    }
 
 
 # ---------------------------------------------------------------- files by name

@@ -1,10 +1,11 @@
 """The split as a table of images, worst first, computed once and cached in the run folder.
 
 Every image of the split is predicted by the same predictor the page uses and scored on its own
-(:func:`unetlab.metrics.per_image_scores`); the pixels of all images make the split's confusion
+(:func:`unetlab.metrics.per_image.image_row`, the rows of ``unetlab evaluate``'s
+``per_image.csv``); the pixels of all images make the split's confusion
 matrix, so the whole-split scores equal ``unetlab evaluate``'s for the same model and split.
 Predictions are kept as index PNGs beside ``inspection.json``; a fingerprint of the model file,
-the dataset files and the threshold decides whether the cache still holds.
+the dataset files, the threshold and the post-processing decides whether the cache still holds.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from unetlab.data.datasets import SegmentationDataset
 from unetlab.errors import UnetlabError
 from unetlab.inference.core import ArrayPredictor
 
-CACHE_FORMAT = 1
-SCORES = ("miou", "mean_dice", "pixel_accuracy", "pixel_error", "adapted_rand_error")
+CACHE_FORMAT = 2
 
 Runner = Callable[[Callable[[], Any]], Any]
 Progress = Callable[[int, int], None]
@@ -97,10 +97,15 @@ def prediction_name(index: int) -> str:
 
 
 def fingerprint(
-    model_file: Path, dataset: SegmentationDataset, threshold: float | None
+    model_file: Path,
+    dataset: SegmentationDataset,
+    threshold: float | None,
+    postprocessing: dict[str, Any] | None = None,
 ) -> str:
-    """Changes when the model file, the split's files or the threshold change."""
+    """Changes when the model file, the split's files, the threshold or the post-processing
+    change."""
     items = [f"format {CACHE_FORMAT}", f"threshold {threshold}"]
+    items.append(f"postprocessing {json.dumps(postprocessing, sort_keys=True)}")
     for path in [model_file, *(p for i in range(len(dataset)) for p in dataset.paths(i))]:
         stat = Path(path).stat()
         items.append(f"{Path(path).resolve()} {stat.st_size} {stat.st_mtime_ns}")
@@ -124,13 +129,18 @@ def inspect_split(
     """
     from unetlab.data.io import write_mask
     from unetlab.engine.regions import resolve_boundary_class
-    from unetlab.metrics import ConfusionMatrix, per_image_scores
-    from unetlab.metrics.per_image import worst_first_key
+    from unetlab.metrics import ConfusionMatrix
+    from unetlab.metrics.per_image import image_row, worst_first
 
     names = list(predictor.class_names)
     classes = len(names)
     split, data_root = dataset.split, dataset.info.root
-    stamp = fingerprint(model_file, dataset, predictor.options.threshold)
+    stamp = fingerprint(
+        model_file,
+        dataset,
+        predictor.options.threshold,
+        predictor.options.postprocessing.to_dict(),
+    )
     if folder is not None:
         cached = _read_cache(folder, stamp, len(dataset))
         if cached is not None:
@@ -149,25 +159,16 @@ def inspect_split(
             return predictor.predict(image, source=dataset.paths(index)[0]).labels, truth
 
         labels, truth = run(work)
-        scores = per_image_scores(labels, truth, classes, IGNORE_INDEX, boundary)
         matrix.update(labels, truth)
-        rows.append(
-            {
-                "index": index,
-                "id": sample_id,
-                "width": int(truth.shape[1]),
-                "height": int(truth.shape[0]),
-                **{key: scores[key] for key in SCORES if key in scores},
-                "iou": scores["iou"],
-            }
-        )
+        row = image_row(sample_id, labels, truth, classes, boundary, IGNORE_INDEX)
+        rows.append({"index": index, **row})
         if memory is not None:
             memory[index] = labels
         elif folder is not None:
             write_mask(folder / prediction_name(index), labels, palette)
         if progress is not None:
             progress(index + 1, len(dataset))
-    rows.sort(key=worst_first_key)
+    rows = worst_first(rows)
     result = Inspection(
         split=split,
         data_root=str(Path(data_root).resolve()),
