@@ -1,5 +1,6 @@
 """The Python API at the top of the package: ``unetlab.train``, ``unetlab.dry_run``,
-``unetlab.evaluate``, with one keyword per concept, named as the command line names it.
+``unetlab.evaluate``, ``unetlab.predict``, with one keyword per concept, named as the command
+line names it.
 
 ``unetlab.train(preset="camvid", data="data/camvid", epochs=3)`` is ``unetlab train --preset
 camvid --data data/camvid --epochs 3``; ``unetlab.evaluate(run, data=..., out=...)`` is
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from unetlab.engine.dryrun import RunPlan
     from unetlab.engine.evaluate import EvaluationReport
     from unetlab.engine.trainer import RunResult
+    from unetlab.inference.files import Written
 
 
 def run_config(
@@ -105,11 +107,11 @@ def train(
     ``metrics`` ...). ``threads``: CPU threads for torch (``--threads``). ``budget`` with
     ``data`` alone (no config, preset or resume) plans the run first (:func:`planned_config`).
     """
-    from unetlab.engine.trainer import train as run_training
     from unetlab.threads import configure_threads
 
-    if threads is not None:
-        configure_threads(threads)
+    configure_threads(threads)  # before torch loads (the engine imports it)
+    from unetlab.engine.trainer import train as run_training
+
     extra_files: dict[str, str] = {}
     if budget is not None and config is None and preset is None and resume is None:
         config, extra_files = planned_config(data, budget, device=device, orientation=orientation)
@@ -188,6 +190,8 @@ def evaluate(
     tile: int = 512,
     overlap: float = 0.25,
     tile_weights: str = "gaussian",
+    threads: int | None = None,
+    quiet: bool = False,
     **renamed: Any,
 ) -> EvaluationReport:
     """Score a run folder, a ``.pt`` checkpoint or an exported ``.onnx`` file on ``data``'s
@@ -197,7 +201,12 @@ def evaluate(
     ``RUN/evaluation/<split>``) and returns the report (``report.summary()``,
     ``report.scores``). The engine's older keywords (``data_root``, ``out_dir``,
     ``num_panels``, ``checkpoint_or_run``) still work, with a DeprecationWarning.
+    ``threads``: CPU threads (``--threads``; :mod:`unetlab.threads`); ``quiet``: no progress
+    bar.
     """
+    from unetlab.threads import configure_threads
+
+    configure_threads(threads)  # before torch loads (the engine imports it)
     from unetlab.engine.evaluate import evaluate as run_evaluation
     from unetlab.inference.tta import mode_from_flags
 
@@ -223,6 +232,58 @@ def evaluate(
         tta=mode_from_flags(tta, tta_rot90),
         boundary_class=boundary_class, verbose=verbose, precision=precision,
         num_panels=given["panels"], tile=tile, overlap=overlap, blend=tile_weights,
+        threads=threads, progress=not quiet,
+    )  # fmt: skip
+
+
+def predict(
+    model: str | Path,
+    inputs: str | Path | Iterable[str | Path],
+    *,
+    out: str | Path = "predictions",
+    alpha: float = 0.5,
+    threshold: float | None = None,
+    tta: bool = False,
+    tta_rot90: bool = False,
+    tile: int = 512,
+    overlap: float = 0.25,
+    tile_weights: str = "gaussian",
+    batch_size: int = 1,
+    device: str = "auto",
+    backend: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = None,
+    save_probs: bool = False,
+    masks: bool = False,
+    quiet: bool = False,
+    verbose: bool = False,
+) -> tuple[list[Written], Path]:
+    """Predict images, folders, glob patterns or videos with ``model`` (a run folder, ``.pt``
+    or ``.onnx``) into ``out``, as ``unetlab predict MODEL INPUT... --out OUT`` does (same
+    option names). Returns what was written per input and the legend's path.
+
+    ``save_probs``: also ``NAME_probs.npy`` per image (class probabilities, float32
+    ``K x H x W``); ``masks``: also one index mask per video frame in ``NAME_masks/``;
+    ``quiet``: no progress bars; ``verbose``: a line per input.
+    """
+    from unetlab.threads import configure_threads
+
+    configure_threads(threads)  # before torch loads (the predictor imports it)
+    from unetlab.inference.files import predict_files
+    from unetlab.inference.inputs import discover_inputs
+    from unetlab.inference.open import open_model
+    from unetlab.inference.tta import mode_from_flags
+
+    specs = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    found = discover_inputs(specs)
+    predictor = open_model(
+        model, device, precision, backend=backend, threads=threads, tile=tile,
+        overlap=overlap, blend=tile_weights, batch_size=batch_size,
+        tta=mode_from_flags(tta, tta_rot90), progress=not quiet, threshold=threshold,
+    )  # fmt: skip
+    return predict_files(
+        predictor, found, out, alpha, progress=not quiet, verbose=verbose,
+        save_probs=save_probs, masks=masks,
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from unetlab.cli.options import (
     batch_size_option,
     device_option,
     precision_option,
+    threads_option,
     threshold_option,
     tiling_options,
     tta_mode,
@@ -54,6 +55,8 @@ from unetlab.cli.options import (
     help="Binary tasks: class (name or index) that separates the regions of the Rand "
     "error [the class named 'membrane' if any, else 0].",
 )
+@threads_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(
     checkpoint: Path,
     data_root: Path,
@@ -70,6 +73,8 @@ def evaluate(
     precision: str,
     num_panels: int,
     boundary_class: str | None,
+    threads: int | None,
+    quiet: bool,
 ) -> None:
     """Per-class IoU/recall/precision/Dice, mIoU, pixel accuracy and mPA of a trained model
     (a run folder, a .pt checkpoint, or an exported .onnx file, fp32 or int8), scored on the
@@ -95,5 +100,7 @@ def evaluate(
         blend=tile_weights,
         precision=precision,
         boundary_class=boundary_class,
+        threads=threads,
+        progress=not quiet,
     )
     click.echo(report.summary())

@@ -65,6 +65,7 @@ def train(
     budget: str | None,
     orientation: str,
     dry_run: bool,
+    threads: int | None,
 ) -> int:
     """Train a U-Net: CONFIG.yaml and/or options; every field can be overridden with --set.
 
@@ -80,6 +81,8 @@ def train(
     """
     from unetlab.api import planned_config, run_config
     from unetlab.engine.trainer import train as run_training
+
+    del threads  # applied while the command line was parsed (threads_option)
 
     extra_files: dict[str, str] = {}
     source: Any = config
@@ -116,9 +119,11 @@ def train(
 @click.option("--minutes", default=0.75, type=float, help="Training time budget.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @threads_option
-def demo(out: Path, minutes: float, device: str) -> int:
+def demo(out: Path, minutes: float, device: str, threads: int | None) -> int:
     """Make a synthetic shapes dataset, train a small U-Net on it, evaluate and predict."""
     from unetlab.engine.demo import run_demo
+
+    del threads  # applied while the command line was parsed (threads_option)
 
     summary = run_demo(out, minutes=minutes, device=device)
     click.echo(summary.text)

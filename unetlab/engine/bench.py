@@ -113,6 +113,9 @@ def bench(
     for a checkpoint or model name times a temporary export), ``device``, ``precision``,
     ``channels_last`` (None: NHWC on CPUs), ``compile``, ``threads``, ``tile``.
     """
+    from unetlab.threads import configure_threads
+
+    configure_threads(threads)  # before torch loads, where it does not yet: see unetlab.threads
     with ExitStack() as stack:
         predictor, label = open_target(
             target, backend, device, precision, channels_last, compile, threads,
@@ -127,10 +130,6 @@ def bench(
         rng = np.random.default_rng(0)
         images = [rng.integers(0, 256, (height, width, channels), np.uint8) for _ in range(batch)]
         settings = dict(predictor.settings)
-        if threads and settings.get("backend") == "torch":
-            import torch
-
-            torch.set_num_threads(threads)
 
         def run() -> None:
             predictor.predict_batch(images)

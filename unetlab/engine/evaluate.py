@@ -26,6 +26,7 @@ from unetlab.engine.report import EvaluationReport, evaluation_notes
 from unetlab.errors import UnetlabError
 from unetlab.inference.grid import DEFAULT_TILE
 from unetlab.inference.open import DEFAULT_PRECISION
+from unetlab.progress import Progress
 
 __all__ = [
     "BOUNDARY_CLASS_NAMES",
@@ -97,6 +98,8 @@ def evaluate(
     tile: int = DEFAULT_TILE,
     overlap: float = 0.25,
     blend: str = "gaussian",
+    threads: int | None = None,
+    progress: bool = True,
 ) -> EvaluationReport:
     """Evaluate a checkpoint, a run folder (its best checkpoint) or an ``.onnx`` export on
     ``data_root``'s ``split``.
@@ -108,7 +111,8 @@ def evaluate(
     ``tta`` and ``batch_size`` mean what they mean for ``unetlab predict``; ``boundary_class``
     picks the region separator of the Rand error (:mod:`unetlab.engine.regions`).
     ``tile``, ``overlap`` and ``blend`` (tile weights) cut large images as predict does.
-    ``verbose`` prints :meth:`EvaluationReport.summary`.
+    ``verbose`` prints :meth:`EvaluationReport.summary`; ``threads``: CPU threads
+    (:mod:`unetlab.threads`); ``progress``: a bar over the images (:mod:`unetlab.progress`).
     """
     from unetlab.data import open_dataset
     from unetlab.engine.plots import plot_confusion
@@ -125,7 +129,8 @@ def evaluate(
         tile=tile,
         overlap=overlap,
         blend=blend,
-        progress=False,
+        progress=False,  # tile bars: the images' bar below is the one bar
+        threads=threads,
     )
     card = predictor.card
     assert card is not None
@@ -145,15 +150,19 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     recorder = SampleRecorder(card, out / "panels", num_panels, region_scores)
     matrix = ConfusionMatrix(card.num_classes, ignore_index=IGNORE_INDEX)
-    for start in range(0, len(dataset), batch_size):
-        indices = range(start, min(start + batch_size, len(dataset)))
-        samples = [_read(dataset, index, card) for index in indices]
-        predictions = predictor.predict_batch(
-            [image for image, _ in samples], sources=[dataset.paths(i)[0] for i in indices]
-        )
-        for index, (image, truth), prediction in zip(indices, samples, predictions, strict=True):
-            matrix.update(prediction.labels, truth)
-            recorder(str(dataset.ids[index]), image, truth, prediction.labels)
+    with Progress(len(dataset), f"evaluate {split}", "image", enabled=progress) as bar:
+        for start in range(0, len(dataset), batch_size):
+            indices = range(start, min(start + batch_size, len(dataset)))
+            samples = [_read(dataset, index, card) for index in indices]
+            predictions = predictor.predict_batch(
+                [image for image, _ in samples], sources=[dataset.paths(i)[0] for i in indices]
+            )
+            for index, (image, truth), prediction in zip(
+                indices, samples, predictions, strict=True
+            ):
+                matrix.update(prediction.labels, truth)
+                recorder(str(dataset.ids[index]), image, truth, prediction.labels)
+            bar.update(len(indices))
     _refuse_0_255_masks(matrix, recorder.ignored_pixels, card, split, dataset.info.mask_dir)
     report = EvaluationReport(
         checkpoint=card.path,

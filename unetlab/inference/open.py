@@ -58,11 +58,15 @@ def open_model(
 
     ``device``, ``precision``, ``channels_last`` and ``compile`` apply to checkpoints (see
     :class:`~unetlab.inference.network.TorchNetwork`); an export runs on the CPU in the precision
-    it was exported in (``precision`` must be ``fp32`` or ``auto``), with ``threads``.
+    it was exported in (``precision`` must be ``fp32`` or ``auto``). ``threads``: CPU threads of
+    the forward pass (torch's, or the ONNX Runtime session's; :mod:`unetlab.threads`).
     ``options`` are :class:`~unetlab.inference.core.PredictOptions` fields; ``threshold`` is
     checked against the model (binary models only; an export's stored one is the default).
     """
     if choose_backend(path, backend) == "torch":
+        from unetlab.threads import configure_threads
+
+        configure_threads(threads)
         return open_checkpoint(
             path, device, precision=precision, channels_last=channels_last, compile=compile,
             **options,
