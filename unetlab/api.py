@@ -109,9 +109,10 @@ def train(
     """
     from unetlab.threads import configure_threads
 
-    configure_threads(threads)  # before torch loads (the engine imports it)
+    configure_threads(threads)  # the wait policy, before torch loads (the engine imports it)
     from unetlab.engine.trainer import train as run_training
 
+    configure_threads(threads)  # the count, now torch is loaded (see unetlab.threads)
     extra_files: dict[str, str] = {}
     if budget is not None and config is None and preset is None and resume is None:
         config, extra_files = planned_config(data, budget, device=device, orientation=orientation)

@@ -90,7 +90,8 @@ def predict(
     checkpoint or an exported .onnx file (fp32 or int8).
 
     Writes NAME_mask.png (palette PNG: raw class indices, shown in colour), NAME_overlay.png
-    (colours blended on the image), NAME_overlay.mp4 for videos, and legend.png.
+    (colours blended on the image), NAME_overlay.mp4 for videos, and legend.png; with
+    --save-probs NAME_probs.npy per image, with --masks NAME_masks/ per video.
     """
     from unetlab.api import predict as run_predict
 

@@ -81,8 +81,9 @@ def train(
     """
     from unetlab.api import planned_config, run_config
     from unetlab.engine.trainer import train as run_training
+    from unetlab.threads import configure_threads
 
-    del threads  # applied while the command line was parsed (threads_option)
+    configure_threads(threads)  # again, now torch is loaded (see unetlab.threads)
 
     extra_files: dict[str, str] = {}
     source: Any = config
@@ -122,8 +123,9 @@ def train(
 def demo(out: Path, minutes: float, device: str, threads: int | None) -> int:
     """Make a synthetic shapes dataset, train a small U-Net on it, evaluate and predict."""
     from unetlab.engine.demo import run_demo
+    from unetlab.threads import configure_threads
 
-    del threads  # applied while the command line was parsed (threads_option)
+    configure_threads(threads)  # again, now torch is loaded (see unetlab.threads)
 
     summary = run_demo(out, minutes=minutes, device=device)
     click.echo(summary.text)

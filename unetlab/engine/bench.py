@@ -115,12 +115,13 @@ def bench(
     """
     from unetlab.threads import configure_threads
 
-    configure_threads(threads)  # before torch loads, where it does not yet: see unetlab.threads
+    configure_threads(threads)  # the wait policy, before torch loads (see unetlab.threads)
     with ExitStack() as stack:
         predictor, label = open_target(
             target, backend, device, precision, channels_last, compile, threads,
             num_classes, input_shape[0], options or {}, batch, tile, stack,
         )
+        configure_threads(threads)  # the count, now torch is loaded (a model name's path)
         channels, height, width = input_shape
         if channels != predictor.in_channels:
             raise UnetlabError(

@@ -66,11 +66,12 @@ def open_model(
     if choose_backend(path, backend) == "torch":
         from unetlab.threads import configure_threads
 
-        configure_threads(threads)
-        return open_checkpoint(
+        predictor = open_checkpoint(
             path, device, precision=precision, channels_last=channels_last, compile=compile,
             **options,
         )
+        configure_threads(threads)  # torch is loaded now (see unetlab.threads)
+        return predictor
     if precision not in ("fp32", "auto"):
         raise UnetlabError(
             f"--precision {precision} applies to checkpoints (the torch backend); an .onnx "
