@@ -51,9 +51,11 @@ def _cli_option_names(command: click.Command) -> set[str]:
 
 
 def test_api_keywords_are_the_cli_option_names():
-    """The reference is the click commands: each option of ``unetlab train``/``evaluate`` is a
-    keyword of the same name (``--set`` is ``overrides``; ``--dry-run`` is ``dry_run()``)."""
+    """The reference is the click commands: each option of ``unetlab train``/``evaluate``/
+    ``predict`` is a keyword of the same name (``--set`` is ``overrides``; ``--dry-run`` is
+    ``dry_run()``)."""
     from unetlab.cli.evaluate import evaluate as evaluate_command
+    from unetlab.cli.predict import predict as predict_command
     from unetlab.cli.train import train as train_command
 
     train_keywords = set(inspect.signature(unetlab.train).parameters)
@@ -62,6 +64,9 @@ def test_api_keywords_are_the_cli_option_names():
     evaluate_keywords = set(inspect.signature(unetlab.evaluate).parameters)
     assert _cli_option_names(evaluate_command) <= evaluate_keywords
     assert {"out", "worst", "data"} <= evaluate_keywords
+    predict_keywords = set(inspect.signature(unetlab.predict).parameters)
+    assert _cli_option_names(predict_command) <= predict_keywords
+    assert {"out", "alpha", "threads", "save_probs", "masks"} <= predict_keywords
 
 
 def test_evaluate_forwards_new_and_old_keywords(monkeypatch):

@@ -57,9 +57,10 @@ def test_predict_writes_palette_masks_overlays_and_legend(run_dir, tmp_path, cap
             str(tmp_path / "other" / "*.png"),
             "--out",
             str(out),
-            "--blend",
+            "--alpha",
             "0.4",
             "--quiet",
+            "-v",
         ]
     )
     assert code == 0

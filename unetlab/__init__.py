@@ -29,6 +29,7 @@ _EXPORTS = {
     "run_demo": "engine.demo",
     "load_checkpoint": "engine.checkpoint",
     # use (unetlab predict)
+    "predict": "api",
     "Predictor": "inference.predictor",
     "PredictOptions": "inference.core",
     "Prediction": "inference.core",

@@ -1,5 +1,6 @@
 """The Python API at the top of the package: ``unetlab.train``, ``unetlab.dry_run``,
-``unetlab.evaluate``, with one keyword per concept, named as the command line names it.
+``unetlab.evaluate``, ``unetlab.predict``, with one keyword per concept, named as the command
+line names it.
 
 ``unetlab.train(preset="camvid", data="data/camvid", epochs=3)`` is ``unetlab train --preset
 camvid --data data/camvid --epochs 3``; ``unetlab.evaluate(run, data=..., out=...)`` is
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from unetlab.engine.dryrun import RunPlan
     from unetlab.engine.evaluate import EvaluationReport
     from unetlab.engine.trainer import RunResult
+    from unetlab.inference.files import Written
 
 
 def run_config(
@@ -105,11 +107,12 @@ def train(
     ``metrics`` ...). ``threads``: CPU threads for torch (``--threads``). ``budget`` with
     ``data`` alone (no config, preset or resume) plans the run first (:func:`planned_config`).
     """
-    from unetlab.engine.trainer import train as run_training
     from unetlab.threads import configure_threads
 
-    if threads is not None:
-        configure_threads(threads)
+    configure_threads(threads)  # the wait policy, before torch loads (the engine imports it)
+    from unetlab.engine.trainer import train as run_training
+
+    configure_threads(threads)  # the count, now torch is loaded (see unetlab.threads)
     extra_files: dict[str, str] = {}
     if budget is not None and config is None and preset is None and resume is None:
         config, extra_files = planned_config(
@@ -205,6 +208,8 @@ def evaluate(
     fill_holes: str | Sequence[int | str] | bool | None = None,
     no_postprocessing: bool = False,
     save_postprocessing: bool = False,
+    threads: int | None = None,
+    quiet: bool = False,
     **renamed: Any,
 ) -> EvaluationReport:
     """Score a run folder, a ``.pt`` checkpoint or an exported ``.onnx`` file on ``data``'s
@@ -217,7 +222,12 @@ def evaluate(
     with a DeprecationWarning. ``min_size``, ``keep_largest``, ``fill_holes`` (classes by name
     or index, ``"all"`` or True for every class but 0) and ``no_postprocessing`` choose the
     post-processing as the command line does.
+    ``threads``: CPU threads (``--threads``; :mod:`unetlab.threads`); ``quiet``: no progress
+    bar.
     """
+    from unetlab.threads import configure_threads
+
+    configure_threads(threads)  # before torch loads (the engine imports it)
     from unetlab.engine.evaluate import evaluate as run_evaluation
     from unetlab.inference.postprocessing import from_flags
     from unetlab.inference.tta import mode_from_flags
@@ -246,6 +256,69 @@ def evaluate(
         num_panels=given["worst"], tile=tile, overlap=overlap, tile_weights=tile_weights,
         postprocessing=from_flags(min_size, keep_largest, fill_holes, no_postprocessing),
         save_postprocessing=save_postprocessing,
+        threads=threads, progress=not quiet,
+    )  # fmt: skip
+
+
+def predict(
+    model: str | Path,
+    inputs: str | Path | Iterable[str | Path],
+    *,
+    out: str | Path = "predictions",
+    alpha: float = 0.5,
+    threshold: float | None = None,
+    tta: bool | None = None,
+    tta_rot90: bool = False,
+    tile: int = 512,
+    overlap: float = 0.25,
+    tile_weights: str = "gaussian",
+    batch_size: int = 1,
+    device: str = "auto",
+    backend: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = None,
+    save_probs: bool = False,
+    masks: bool = False,
+    quiet: bool = False,
+    verbose: bool = False,
+    min_size: int | None = None,
+    keep_largest: str | Sequence[int | str] | None = None,
+    fill_holes: str | Sequence[int | str] | bool | None = None,
+    no_postprocessing: bool = False,
+) -> tuple[list[Written], Path]:
+    """Predict images, folders, glob patterns or videos with ``model`` (a run folder, ``.pt``
+    or ``.onnx``) into ``out``, as ``unetlab predict MODEL INPUT... --out OUT`` does (same
+    option names). Returns what was written per input and the legend's path.
+
+    ``save_probs``: also ``NAME_probs.npy`` per image (class probabilities, float32
+    ``K x H x W``); ``masks``: also one index mask per video frame in ``NAME_masks/``;
+    ``quiet``: no progress bars; ``verbose``: a line per input; ``min_size``,
+    ``keep_largest``, ``fill_holes`` and ``no_postprocessing`` choose the post-processing
+    (default: the one stored with the model), as for :func:`evaluate`.
+    """
+    from unetlab.threads import configure_threads
+
+    configure_threads(threads)  # before torch loads (the predictor imports it)
+    from unetlab.inference.files import predict_files
+    from unetlab.inference.inputs import discover_inputs
+    from unetlab.inference.open import open_model
+    from unetlab.inference.postprocessing import from_flags
+    from unetlab.inference.tta import mode_from_flags
+
+    specs = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    found = discover_inputs(specs)
+    predictor = open_model(
+        model, device, precision, backend=backend, threads=threads, tile=tile,
+        overlap=overlap, tile_weights=tile_weights, batch_size=batch_size,
+        tta=mode_from_flags(tta, tta_rot90), progress=not quiet, threshold=threshold,
+        postprocessing=from_flags(min_size, keep_largest, fill_holes, no_postprocessing),
+    )  # fmt: skip
+    steps = predictor.options.postprocessing
+    if not quiet and steps.active:
+        print(f"post-processing: {steps.describe(predictor.class_names)}")
+    return predict_files(
+        predictor, found, out, alpha, progress=not quiet, verbose=verbose,
+        save_probs=save_probs, masks=masks,
     )  # fmt: skip
 
 

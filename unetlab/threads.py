@@ -21,8 +21,11 @@ def configure_threads(threads: int | None = None) -> None:
     ``threads``, use that many CPU threads.
 
     The wait policy is read once, when torch first loads OpenMP: it is only set here while
-    torch is not imported yet. ``threads`` applies before or after that (``OMP_NUM_THREADS``
-    for libraries that load later, ``torch.set_num_threads`` once torch is there).
+    torch is not imported yet, so call this before anything imports torch. ``threads`` sets
+    ``OMP_NUM_THREADS`` (for libraries that load later) and, once torch is imported,
+    ``torch.set_num_threads``; torch caps ``OMP_NUM_THREADS`` at the core count, so a caller
+    that asked for more threads than cores calls this again once torch is loaded
+    (:func:`unetlab.inference.open_model` and the trainer's callers do).
     """
     whole = isinstance(threads, int) and not isinstance(threads, bool)
     if threads is not None and (not whole or threads < 1):

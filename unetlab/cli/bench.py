@@ -11,6 +11,7 @@ from unetlab.cli.options import (
     parse_options,
     parse_shape,
     precision_option,
+    threads_option,
 )
 
 
@@ -25,9 +26,7 @@ from unetlab.cli.options import (
 )
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @backend_option()
-@click.option(
-    "--threads", default=None, type=click.IntRange(1), help="CPU threads [library default]."
-)
+@threads_option
 @click.option(
     "--channels-last/--no-channels-last",
     default=None,

@@ -12,6 +12,7 @@ from unetlab.cli.options import (
     postprocessing_from,
     postprocessing_options,
     precision_option,
+    threads_option,
     threshold_option,
     tiling_options,
     tta_mode,
@@ -65,6 +66,8 @@ from unetlab.cli.options import (
     help="Binary tasks: class (name or index) that separates the regions of the Rand "
     "error [the class named 'membrane' if any, else 0].",
 )
+@threads_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(
     checkpoint: Path,
     data_root: Path,
@@ -86,6 +89,8 @@ def evaluate(
     no_postprocessing: bool,
     save_postprocessing: bool,
     boundary_class: str | None,
+    threads: int | None,
+    quiet: bool,
 ) -> None:
     """Per-class IoU/recall/precision/Dice, mIoU, pixel accuracy and mPA of a trained model
     (a run folder, a .pt checkpoint, or an exported .onnx file, fp32 or int8), scored on the
@@ -113,5 +118,7 @@ def evaluate(
         boundary_class=boundary_class,
         postprocessing=postprocessing_from(min_size, keep_largest, fill_holes, no_postprocessing),
         save_postprocessing=save_postprocessing,
+        threads=threads,
+        progress=not quiet,
     )
     click.echo(report.summary())

@@ -222,23 +222,24 @@ def model_option_flags() -> Callable[[F], F]:
     return decorate
 
 
-def _apply_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+def _apply_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
     from unetlab.threads import configure_threads
 
     configure_threads(value)
+    return value
 
 
-def threads_option(command):
+def threads_option(command: F) -> F:
     """``--threads N`` for commands that compute on the CPU: applied while the command line is
     parsed, before the command imports torch, so idle threads sleep even without the option
-    (see :mod:`unetlab.threads`)."""
+    (see :mod:`unetlab.threads`). The command gets the value as ``threads`` (ONNX Runtime
+    sessions take it too)."""
     return click.option(
         "--threads",
         type=click.IntRange(min=1),
         default=None,
-        expose_value=False,
         is_eager=True,
         callback=_apply_threads,
-        help="CPU threads for torch [default: one per core]. Idle threads always sleep "
-        "instead of spinning (OMP_WAIT_POLICY=PASSIVE unless you set it).",
+        help="CPU threads for torch and ONNX Runtime [default: one per core]. Idle threads "
+        "always sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE unless you set it).",
     )(command)

@@ -1,5 +1,6 @@
-"""``unetlab predict``: a thin layer over :func:`unetlab.inference.open_model` and
-:func:`unetlab.inference.files.predict_files`.
+"""``unetlab predict``: a thin layer over :func:`unetlab.api.predict` (which opens the model
+with :func:`unetlab.inference.open_model` and writes with
+:func:`unetlab.inference.files.predict_files`).
 
 Nothing here imports torch at module level: ``predict`` of an ``.onnx`` file runs without it.
 """
@@ -7,7 +8,6 @@ Nothing here imports torch at module level: ``predict`` of an ``.onnx`` file run
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -15,12 +15,11 @@ from unetlab.cli.options import (
     backend_option,
     batch_size_option,
     device_option,
-    postprocessing_from,
     postprocessing_options,
     precision_option,
+    threads_option,
     threshold_option,
     tiling_options,
-    tta_mode,
     tta_options,
 )
 
@@ -37,12 +36,25 @@ from unetlab.cli.options import (
     help="Folder for masks, overlays and legend.",
 )
 @click.option(
+    "--alpha",
     "--blend",
     "alpha",
     default=0.5,
     show_default=True,
     type=click.FloatRange(0, 1),
-    help="Overlay opacity of the class colours (0 = image only, 1 = colours only).",
+    help="Overlay opacity of the class colours (0 = image only, 1 = colours only); the "
+    "background (class 0) stays clear.",
+)
+@click.option(
+    "--save-probs",
+    is_flag=True,
+    help="Also write NAME_probs.npy per image: class probabilities, float32 K x H x W "
+    "(4 bytes per class and pixel; numpy.load reads it).",
+)
+@click.option(
+    "--masks",
+    is_flag=True,
+    help="Videos: also write each frame's index mask, NAME_masks/NAME_<frame>.png.",
 )
 @threshold_option()
 @tta_options()
@@ -52,12 +64,16 @@ from unetlab.cli.options import (
 @backend_option()
 @precision_option("Checkpoints")
 @postprocessing_options()
+@threads_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("-v", "--verbose", is_flag=True, help="A line per input, with its files.")
 def predict(
     model: str,
     inputs: tuple[str, ...],
     out_dir: str,
     alpha: float,
+    save_probs: bool,
+    masks: bool,
     threshold: float | None,
     tta: bool | None,
     tta_rot90: bool,
@@ -72,44 +88,26 @@ def predict(
     keep_largest: str | None,
     fill_holes: str | None,
     no_postprocessing: bool,
+    threads: int | None,
     quiet: bool,
+    verbose: bool,
 ) -> None:
     """Predict images, folders, glob patterns or videos with MODEL: a run folder, a .pt
     checkpoint or an exported .onnx file (fp32 or int8).
 
     Writes NAME_mask.png (palette PNG: raw class indices, shown in colour), NAME_overlay.png
-    (colours blended on the image), NAME_overlay.mp4 for videos, and legend.png.
+    (colours blended on the image), NAME_overlay.mp4 for videos, and legend.png; with
+    --save-probs NAME_probs.npy per image, with --masks NAME_masks/ per video.
     """
-    from unetlab.inference.files import predict_files
-    from unetlab.inference.inputs import discover_inputs
-    from unetlab.inference.open import open_model
+    from unetlab.api import predict as run_predict
 
-    found = discover_inputs(inputs)
-    options: dict[str, Any] = {
-        "tile": tile,
-        "overlap": overlap,
-        "tile_weights": tile_weights,
-        "batch_size": batch_size,
-        "tta": tta_mode(tta, tta_rot90),
-        "progress": not quiet,
-        "threshold": threshold,
-        "postprocessing": postprocessing_from(
-            min_size, keep_largest, fill_holes, no_postprocessing
-        ),
-    }
-    predictor = open_model(model, device, precision, backend=backend, **options)
-    written, legend_path = predict_files(predictor, found, out_dir, alpha, progress=not quiet)
-    for item in written:
-        height, width = item.size
-        detail = f"{item.frames} frames" if item.frames else f"{width}x{height}"
-        if item.fractions:
-            top = sorted(zip(item.fractions, predictor.class_names, strict=False), reverse=True)
-            detail += "; " + ", ".join(f"{name} {100 * f:.1f}%" for f, name in top[:3] if f > 0)
-        click.echo(f"{item.source} ({detail})")
-        for path in item.outputs:
-            click.echo(f"  -> {path}")
-    if predictor.options.postprocessing.active:
-        described = predictor.options.postprocessing.describe(predictor.class_names)
-        click.echo(f"post-processing: {described}")
+    written, legend_path = run_predict(
+        model, inputs, out=out_dir, alpha=alpha, threshold=threshold, tta=tta,
+        tta_rot90=tta_rot90, tile=tile, overlap=overlap, tile_weights=tile_weights,
+        batch_size=batch_size, device=device, backend=backend, precision=precision,
+        threads=threads, save_probs=save_probs, masks=masks, quiet=quiet, verbose=verbose,
+        min_size=min_size, keep_largest=keep_largest, fill_holes=fill_holes,
+        no_postprocessing=no_postprocessing,
+    )  # fmt: skip
     click.echo(f"legend: {legend_path}")
     click.echo(f"{len(written)} input(s) predicted into {Path(out_dir).resolve()}")

@@ -65,6 +65,7 @@ def train(
     budget: str | None,
     orientation: str,
     dry_run: bool,
+    threads: int | None,
 ) -> int:
     """Train a U-Net: CONFIG.yaml and/or options; every field can be overridden with --set.
 
@@ -80,6 +81,9 @@ def train(
     """
     from unetlab.api import planned_config, run_config
     from unetlab.engine.trainer import train as run_training
+    from unetlab.threads import configure_threads
+
+    configure_threads(threads)  # again, now torch is loaded (see unetlab.threads)
 
     extra_files: dict[str, str] = {}
     source: Any = config
@@ -117,9 +121,12 @@ def train(
 @click.option("--minutes", default=0.75, type=float, help="Training time budget.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @threads_option
-def demo(out: Path, minutes: float, device: str) -> int:
+def demo(out: Path, minutes: float, device: str, threads: int | None) -> int:
     """Make a synthetic shapes dataset, train a small U-Net on it, evaluate and predict."""
     from unetlab.engine.demo import run_demo
+    from unetlab.threads import configure_threads
+
+    configure_threads(threads)  # again, now torch is loaded (see unetlab.threads)
 
     summary = run_demo(out, minutes=minutes, device=device)
     click.echo(summary.text)

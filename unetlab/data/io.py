@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -188,27 +189,29 @@ def write_mask(path: str | Path, mask: np.ndarray, palette: Sequence[Color] | No
         raise ValueError(f"masks are written as PNG, got {path.name}")
     image = Image.fromarray(mask, mode="P")
     image.putpalette(full_palette(list(palette) if palette is not None else None))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return _write_atomically(path, lambda handle: image.save(handle, format="PNG"))
 
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write a text file atomically (temp file + rename), with the permissions the user's
     umask gives a new file (``mkstemp`` alone would make it private)."""
-    path = Path(path)
+    return _write_atomically(Path(path), lambda handle: handle.write(text.encode("utf-8")))
+
+
+def write_array(path: str | Path, array: np.ndarray) -> Path:
+    """Write a numpy array as an ``.npy`` file (``numpy.load`` reads it), atomically and with
+    the user's umask, like :func:`write_text`."""
+    return _write_atomically(Path(path), lambda handle: np.save(handle, array))
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """``write(handle)`` into a temp file beside ``path``, then rename it over ``path``: a
+    crash leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:

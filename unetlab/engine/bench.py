@@ -113,11 +113,15 @@ def bench(
     for a checkpoint or model name times a temporary export), ``device``, ``precision``,
     ``channels_last`` (None: NHWC on CPUs), ``compile``, ``threads``, ``tile``.
     """
+    from unetlab.threads import configure_threads
+
+    configure_threads(threads)  # the wait policy, before torch loads (see unetlab.threads)
     with ExitStack() as stack:
         predictor, label = open_target(
             target, backend, device, precision, channels_last, compile, threads,
             out_channels, input_shape[0], options or {}, batch, tile, stack,
         )
+        configure_threads(threads)  # the count, now torch is loaded (a model name's path)
         channels, height, width = input_shape
         if channels != predictor.in_channels:
             raise UnetlabError(
@@ -127,10 +131,6 @@ def bench(
         rng = np.random.default_rng(0)
         images = [rng.integers(0, 256, (height, width, channels), np.uint8) for _ in range(batch)]
         settings = dict(predictor.settings)
-        if threads and settings.get("backend") == "torch":
-            import torch
-
-            torch.set_num_threads(threads)
 
         def run() -> None:
             predictor.predict_batch(images)

@@ -32,6 +32,7 @@ from unetlab.errors import UnetlabError
 from unetlab.inference.grid import DEFAULT_TILE
 from unetlab.inference.open import DEFAULT_PRECISION
 from unetlab.metrics.per_image import worst_first
+from unetlab.progress import Progress
 
 __all__ = [
     "BOUNDARY_CLASS_NAMES",
@@ -123,6 +124,8 @@ def evaluate(
     tile_weights: str = "gaussian",
     postprocessing: Any = None,
     save_postprocessing: bool = False,
+    threads: int | None = None,
+    progress: bool = True,
 ) -> EvaluationReport:
     """Evaluate a checkpoint, a run folder (its best checkpoint) or an ``.onnx`` export on
     ``data_root``'s ``split``.
@@ -139,7 +142,8 @@ def evaluate(
     ``postprocessing`` (:class:`~unetlab.inference.postprocessing.PostProcessing` or its dict)
     replaces the one stored with the model; ``save_postprocessing`` stores the one applied in
     ``RUN/postprocessing.json``, so that ``predict``, ``serve`` and ``export`` of the run apply it.
-    ``verbose`` prints :meth:`EvaluationReport.summary`.
+    ``verbose`` prints :meth:`EvaluationReport.summary`; ``threads``: CPU threads
+    (:mod:`unetlab.threads`); ``progress``: a bar over the images (:mod:`unetlab.progress`).
     """
     from unetlab.data import open_dataset
     from unetlab.engine.plots import plot_confusion
@@ -156,7 +160,8 @@ def evaluate(
         tile=tile,
         overlap=overlap,
         tile_weights=tile_weights,
-        progress=False,
+        progress=False,  # tile bars: the images' bar below is the one bar
+        threads=threads,
         postprocessing=postprocessing,
     )
     card = predictor.card
@@ -184,15 +189,19 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     recorder = SampleRecorder(card, num_panels, region_scores)
     matrix = ConfusionMatrix(card.num_classes, ignore_index=IGNORE_INDEX)
-    for start in range(0, len(dataset), batch_size):
-        indices = range(start, min(start + batch_size, len(dataset)))
-        samples = [_read(dataset, index, card) for index in indices]
-        predictions = predictor.predict_batch(
-            [image for image, _ in samples], sources=[dataset.paths(i)[0] for i in indices]
-        )
-        for index, (image, truth), prediction in zip(indices, samples, predictions, strict=True):
-            matrix.update(prediction.labels, truth)
-            recorder(str(dataset.ids[index]), image, truth, prediction.labels)
+    with Progress(len(dataset), f"evaluate {split}", "image", enabled=progress) as bar:
+        for start in range(0, len(dataset), batch_size):
+            indices = range(start, min(start + batch_size, len(dataset)))
+            samples = [_read(dataset, index, card) for index in indices]
+            predictions = predictor.predict_batch(
+                [image for image, _ in samples], sources=[dataset.paths(i)[0] for i in indices]
+            )
+            for index, (image, truth), prediction in zip(
+                indices, samples, predictions, strict=True
+            ):
+                matrix.update(prediction.labels, truth)
+                recorder(str(dataset.ids[index]), image, truth, prediction.labels)
+            bar.update(len(indices))
     _refuse_0_255_masks(matrix, recorder.ignored_pixels, card, split, dataset.info.mask_dir)
     report = EvaluationReport(
         checkpoint=card.path,

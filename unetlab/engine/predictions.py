@@ -1,8 +1,9 @@
 """``RUN/predictions/``: what the trained model makes of a few validation images.
 
 For each of the first ``count`` images: ``<id>.png`` (image | truth | prediction panel with a
-class legend) and ``<id>_mask.png`` (the predicted index mask as a palette PNG, the format
-``unetlab predict`` writes). A glance at these tells more than a mIoU.
+class legend), and the two files ``unetlab predict`` writes for an image: ``<id>_mask.png`` (the
+predicted index mask as a palette PNG) and ``<id>_overlay.png`` (the classes tinted on the
+image, the background left clear). A glance at these tells more than a mIoU.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ def save_predictions(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
 ) -> list[Path]:
-    """Predict the first ``count`` items of ``dataset`` and write panel and mask PNGs."""
+    """Predict the first ``count`` items of ``dataset`` and write panel, mask and overlay
+    PNGs."""
     from unetlab.data.io import write_mask
     from unetlab.engine.plots import denormalize, safe_name, save_panel
     from unetlab.inference.forward import predict_logits
     from unetlab.inference.labels import labels_from_logits
+    from unetlab.inference.overlay import make_palette, save_overlay
 
     was_training = model.training
     model.eval()
@@ -54,6 +57,9 @@ def save_predictions(
             )
             colors = [(int(c[0]), int(c[1]), int(c[2])) for c in spec.class_colors]
             written.append(write_mask(out_dir / f"{name}_mask.png", labels, colors))
+            written.append(
+                save_overlay(out_dir / f"{name}_overlay.png", picture, labels, make_palette(colors))
+            )
     finally:
         model.train(was_training)
     return written

@@ -1,8 +1,9 @@
 """What a run reports while it trains: progress, log lines, ``metrics.csv``, TensorBoard.
 
 Only rank 0 reports (the trainer builds these objects there and no-op stand-ins elsewhere).
-In a terminal each epoch gets a tqdm bar (loss, learning rate, it/s); when the output goes to a
-file or a pipe, plain lines every ``log_every`` steps are written instead, so logs stay readable.
+In a terminal each epoch gets a progress bar (loss, learning rate, it/s, ETA); when the output
+goes to a file or a pipe, plain lines every ``log_every`` steps are written instead, so logs
+stay readable (:mod:`unetlab.progress`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,42 +19,28 @@ FIRST_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "miou", "pixel_acc")
 
 
 class Progress:
-    """Per-epoch progress: a tqdm bar in a terminal, plain lines otherwise."""
+    """Per-epoch progress (:class:`unetlab.progress.Progress`: a bar in a terminal, a plain
+    line every ``log_every`` steps otherwise) and the run's log lines."""
 
     def __init__(self, enabled: bool, epochs: int, log_every: int):
         self.enabled, self.epochs, self.log_every = enabled, epochs, log_every
-        self.tty = sys.stderr.isatty()
         self.bar: Any = None
-        self.steps = 0
         self.done = 0
-        self.started = 0.0
-        self.epoch = 0
 
     def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
         """``epoch`` counts from 1; ``done`` steps were already made (resumed mid-epoch)."""
-        self.epoch, self.steps, self.done, self.started = epoch, steps, done, time.perf_counter()
-        if self.enabled and self.tty:
-            from tqdm import tqdm
+        from unetlab.progress import Progress as Bar
 
-            self.bar = tqdm(
-                total=steps, initial=done, desc=f"epoch {epoch}/{self.epochs}", leave=True,
-                dynamic_ncols=True, unit="it",
-            )
+        self.done = done
+        self.bar = Bar(
+            steps, f"epoch {epoch}/{self.epochs}", enabled=self.enabled, every=self.log_every,
+            initial=done,
+        )  # fmt: skip
 
     def step(self, loss: float, lr: float) -> None:
         self.done += 1
-        if not self.enabled:
-            return
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
-            self.bar.update(1)
-        elif self.done % self.log_every == 0 or self.done == self.steps:
-            rate = self.done / max(time.perf_counter() - self.started, 1e-9)
-            print(
-                f"epoch {self.epoch}/{self.epochs} step {self.done}/{self.steps} "
-                f"loss {loss:.4f} lr {lr:.2e} {rate:.2f} it/s",
-                flush=True,
-            )
+            self.bar.update(1, loss=f"{loss:.4f}", lr=f"{lr:.2e}")
 
     def end_epoch(self) -> None:
         if self.bar is not None:

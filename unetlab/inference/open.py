@@ -60,7 +60,8 @@ def open_model(
 
     ``device``, ``precision``, ``channels_last`` and ``compile`` apply to checkpoints (see
     :class:`~unetlab.inference.network.TorchNetwork`); an export runs on the CPU in the precision
-    it was exported in (``precision`` must be ``fp32`` or ``auto``), with ``threads``.
+    it was exported in (``precision`` must be ``fp32`` or ``auto``). ``threads``: CPU threads of
+    the forward pass (torch's, or the ONNX Runtime session's; :mod:`unetlab.threads`).
     ``options`` are :class:`~unetlab.inference.core.PredictOptions` fields; ``threshold`` is
     checked against the model (binary models only; an export's stored one is the default);
     ``postprocessing`` (a :class:`~unetlab.inference.postprocessing.PostProcessing` or its
@@ -68,10 +69,14 @@ def open_model(
     (:func:`card_postprocessing`).
     """
     if choose_backend(path, backend) == "torch":
-        return open_checkpoint(
+        from unetlab.threads import configure_threads
+
+        predictor = open_checkpoint(
             path, device, precision=precision, channels_last=channels_last, compile=compile,
             **options,
         )
+        configure_threads(threads)  # torch is loaded now (see unetlab.threads)
+        return predictor
     if precision not in ("fp32", "auto"):
         raise UnetlabError(
             f"--precision {precision} applies to checkpoints (the torch backend); an .onnx "

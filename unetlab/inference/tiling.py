@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from unetlab.inference.grid import Geometry, blend_weights, mirror_indices, tile_starts
 from unetlab.inference.labels import labels_from_logits
+from unetlab.progress import Progress
 
 BatchNetwork = Callable[[np.ndarray], np.ndarray]  # B x C x h x w float32 -> B x K x h' x w'
 Prepare = Callable[[np.ndarray], np.ndarray]  # raw h x w x C tile -> C x h x w float32
@@ -185,7 +185,7 @@ def predict_tiled(
     band = Band(grid, batches, output, threshold, dtype)
     offset = geometry.offset
     in_h, in_w = geometry.input_size(tile_h), geometry.input_size(tile_w)
-    with tqdm(total=grid.count, desc="tiles", unit="tile", disable=not progress) as bar:
+    with Progress(grid.count, "tiles", "tile", enabled=progress, leave=False) as bar:
         for batch in batches:
             band.advance_to(batch[0][0])
             inputs = np.stack(

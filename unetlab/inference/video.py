@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from unetlab.errors import UnetlabError
 from unetlab.inference.core import ArrayPredictor
 from unetlab.inference.overlay import blend, make_palette
+from unetlab.progress import Progress
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "XVID", ".mkv": "XVID"}
@@ -127,7 +127,7 @@ def predict_video(
     writer = None
     frames = 0
     try:
-        with tqdm(total=total or None, desc=path.name, unit="frame", disable=not progress) as bar:
+        with Progress(total, path.name, "frame", enabled=progress) as bar:
             for batch in read_frames(path, predictor.options.batch_size):
                 inputs = batch
                 if predictor.in_channels == 1:
