@@ -110,6 +110,11 @@ def load_predictor(model: str, backend: str, device: str, precision: str = "fp32
 )
 @precision_option("Checkpoints")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace output files that exist already (never done without it).",
+)
 def predict(
     model,
     inputs,
@@ -126,6 +131,7 @@ def predict(
     backend,
     precision,
     quiet,
+    overwrite,
 ) -> None:
     """Predict images, folders, glob patterns or videos with a checkpoint (or run folder).
 
@@ -153,7 +159,9 @@ def predict(
             "(argmax decides)",
             err=True,
         )
-    written, legend_path = predict_files(predictor, found, out_dir, alpha, progress=not quiet)
+    written, legend_path = predict_files(
+        predictor, found, out_dir, alpha, progress=not quiet, overwrite=overwrite
+    )
     for item in written:
         height, width = item.size
         detail = f"{item.frames} frames" if item.frames else f"{width}x{height}"
@@ -208,6 +216,11 @@ def predict(
     show_default=True,
     type=click.Choice(["minmax", "entropy", "percentile"]),
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace output files that exist already (never done without it).",
+)
 def export(
     checkpoint,
     fmt,
@@ -219,6 +232,7 @@ def export(
     calibration_split,
     calibration_images,
     calibration_method,
+    overwrite,
 ) -> None:
     """Export a checkpoint to ONNX (normalisation inside the graph, class names as metadata)
     and check ONNX Runtime against torch; with --int8, also an int8 copy for fast CPUs."""
@@ -230,8 +244,15 @@ def export(
         from unetlab.data.layouts import dataset_info
 
         dataset_info(calibration).ids(calibration_split)  # a bad dataset fails before exporting
+    from unetlab.fs.atomic import refuse_existing
+
     target = Path(out_path) if out_path else source.with_suffix(".onnx")
-    report = export_onnx(source, target, opset=opset, input_scale=input_scale, threshold=threshold)
+    int8_target = target.with_suffix(".int8.onnx")
+    refuse_existing([target, *([int8_target] if calibration else [])], overwrite, [source])
+    report = export_onnx(
+        source, target, opset=opset, input_scale=input_scale, threshold=threshold,
+        overwrite=overwrite,
+    )
     shapes = ", ".join("x".join(map(str, s)) for s in report.checked_shapes)
     click.echo(
         f"wrote {report.path} ({report.megabytes:.1f} MB, opset {report.opset}, "
@@ -248,14 +269,14 @@ def export(
     if calibration is not None:
         from unetlab.export.quantize import quantize_onnx
 
-        int8_path = report.path.with_suffix(".int8.onnx")
         quantized = quantize_onnx(
             report.path,
-            int8_path,
+            int8_target,
             calibration,
             split=calibration_split,
             num_images=calibration_images,
             method=calibration_method,
+            overwrite=overwrite,
         )
         click.echo(
             f"wrote {quantized.path} (int8, {quantized.megabytes:.1f} MB, {quantized.method} "

@@ -223,11 +223,13 @@ class RunConfig(Section):
         """Plain YAML/JSON-able values (tuples become lists)."""
         return self.model_dump(mode="json")
 
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        return path
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the YAML atomically; an existing file not written by this invocation is
+        replaced only with ``overwrite`` (:mod:`unetlab.fs.atomic`)."""
+        from unetlab.fs.atomic import write_text
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return write_text(path, text, overwrite=overwrite)
 
 
 # ---------------------------------------------------------------- building a config from layers

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from unetlab import IGNORE_INDEX
+from unetlab.data.binary import truth_looks_0_255
 from unetlab.data.preprocess import Normalization
 from unetlab.engine.distributed import unwrap
 from unetlab.errors import UnetlabError
@@ -505,6 +506,8 @@ def evaluate(
     ``tta`` as in ``predict_logits``; ``boundary_class`` picks the region separator of the
     Rand error (module docstring). ``verbose`` prints :meth:`EvaluationReport.summary`.
     ``precision``: ``fp32``, ``bf16``/``fp16`` autocast or ``auto``, as for ``Predictor``.
+    Existing outputs are never replaced unless inside :func:`unetlab.fs.atomic.overwriting`
+    (the command's ``--overwrite``).
     """
     from unetlab.data import make_loader, open_dataset
     from unetlab.data.problems import VALUES, DataFileError
@@ -512,6 +515,7 @@ def evaluate(
     from unetlab.engine.distributed import resolve_device
     from unetlab.engine.plots import plot_confusion
     from unetlab.export.onnx_module import OnnxModule, is_onnx_file
+    from unetlab.fs.atomic import make_folder, refuse_existing, write_text
     from unetlab.inference.precision import autocast_dtype
 
     if is_onnx_file(checkpoint_or_run):  # an export (fp32 or int8), run by ONNX Runtime
@@ -554,7 +558,8 @@ def evaluate(
     )
 
     out = Path(out_dir) if out_dir is not None else default_out_dir(card.path, split)
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_existing([out / "report.json", out / "confusion_matrix.png"])  # before any work
+    make_folder(out)
     recorder = SampleRecorder(card, out / "panels", num_panels, region_scores)
     try:
         measured = collect_confusion(
@@ -578,7 +583,7 @@ def evaluate(
             "train a model for this dataset's classes",
         ) from None
     truth_pixels = measured.matrix.matrix.sum(axis=1)  # rows = truth classes
-    if card.num_classes == 2 and recorder.ignored_pixels and not truth_pixels[1:].any():
+    if truth_looks_0_255(card.num_classes, truth_pixels, recorder.ignored_pixels):
         mask_dir = dataset.info.mask_dir
         raise UnetlabError(
             f"the masks of split '{split}' hold only 0 and 255 ({recorder.ignored_pixels} "
@@ -608,7 +613,7 @@ def evaluate(
     if recorder.panels:
         report.files["panels"] = out / "panels"
     report.files["report"] = out / "report.json"
-    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text(out / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
     if verbose:
         print(report.summary())
     return report

@@ -43,9 +43,21 @@ from unetlab.engine.freeze import encoder_of, set_frozen, train_mode
 from unetlab.engine.interrupt import GracefulInterrupt
 from unetlab.engine.loaders import train_loader, val_loader
 from unetlab.engine.rng import capture_rng, derived_seed, restore_rng, seed_everything
+from unetlab.engine.runfolder import (
+    check_fresh_run_dir,
+    check_resumable,
+    check_run_name,
+    metric_changed,
+    reconcile_best,
+    resume_run_dir,
+)
 from unetlab.engine.runlog import Progress, TensorBoard, format_row, write_metrics_csv
 from unetlab.engine.schedule import lr_at, set_lr
 from unetlab.errors import UnetlabError
+from unetlab.fs.atomic import make_folder, overwriting
+from unetlab.fs.oserrors import os_error
+from unetlab.fs.runlock import RunLock
+from unetlab.fs.testpoint import pause_point
 
 STOP_COMPLETED, STOP_EARLY, STOP_TIME, STOP_INTERRUPTED = (
     "completed",
@@ -116,51 +128,47 @@ def train(
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     context = dist_utils.setup(cfg.train.device)
     try:
-        return Trainer(cfg, context, resume).fit()
+        # resuming is consent to replace the run's own files (config.yaml, checkpoints ...)
+        with overwriting(resume is not None):
+            trainer = Trainer(cfg, context, resume)
+            try:
+                return trainer.fit()
+            finally:
+                trainer.release()
     finally:
         dist_utils.cleanup(context)
 
 
 def run_dir_of(resume: str | Path) -> Path:
-    """``RUN`` for ``RUN``, ``RUN/checkpoints`` or ``RUN/checkpoints/last.pt``."""
-    path = Path(resume)
-    if path.is_file():
-        path = path.parent
-    if path.name == "checkpoints":
-        path = path.parent
-    if not (path / "checkpoints" / "last.pt").is_file():
-        raise UnetlabError(
-            "nothing to resume: no checkpoints/last.pt in this folder",
-            path,
-            "pass the run folder printed by 'unetlab train' (runs/NAME)",
-        )
-    return path
+    """``RUN`` for ``RUN``, ``RUN/checkpoints`` or ``RUN/checkpoints/last.pt`` (any other file
+    is refused: see :func:`unetlab.engine.runfolder.resume_run_dir`)."""
+    return resume_run_dir(resume)
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
     """``out_dir/name``; without a name ``<dataset>-<model>``, numbered if it exists."""
+    check_run_name(cfg.name)
     name = cfg.name or f"{Path(cfg.data.root or 'data').resolve().name}-{cfg.model.name}"
     base = Path(cfg.out_dir) / name
     if cfg.name:
-        if (base / "checkpoints" / "last.pt").exists():
-            raise UnetlabError(
-                "a run with this name already exists",
-                base,
-                f"resume it with 'unetlab train --resume {base}', or pick another --name",
-            )
+        check_fresh_run_dir(base)
         return base
+    make_folder(cfg.out_dir)
     candidate, number = base, 2
-    while candidate.exists():
-        candidate, number = base.with_name(f"{base.name}-{number}"), number + 1
-    return candidate
+    while True:  # claimed with an exclusive mkdir: two unnamed runs never share a folder
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            candidate, number = base.with_name(f"{base.name}-{number}"), number + 1
+        except OSError as exc:
+            raise os_error(exc, candidate, "create the run folder") from None
 
 
 class Trainer:
     """One training run on this process (see the module docstring for the sequence)."""
 
     def __init__(self, cfg: RunConfig, context: DistContext, resume: str | Path | None):
-        from unetlab.data import check_dataset
-
         self.context = context
         self.device = context.device
         if cfg.data.root is None:
@@ -172,6 +180,31 @@ class Trainer:
             if resume is not None
             else dist_utils.on_main(context, lambda: new_run_dir(cfg))
         )
+        self.lock: RunLock | None = None
+
+        def claim() -> None:  # one process per run folder (rank 0 holds it for all)
+            self.lock = RunLock(self.run_dir).acquire()
+            for note in self.lock.notes:
+                print(note, flush=True)
+            if resume is None:
+                check_fresh_run_dir(self.run_dir)  # again, now that the folder is ours
+
+        try:
+            dist_utils.on_main(context, claim)
+            self._setup(cfg, resume)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Give the run folder back (the lock file is removed)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def _setup(self, cfg: RunConfig, resume: str | Path | None) -> None:
+        from unetlab.data import check_dataset
+
+        context = self.context
         self.report = dist_utils.on_main(
             context,
             lambda: check_dataset(
@@ -210,9 +243,11 @@ class Trainer:
         self.session_started = time.perf_counter()  # reset when fit() starts
         if resume is not None:
             dist_utils.barrier(context)
-            self._restore(load_checkpoint(self.last_path, map_location=self.device))
+            last = load_checkpoint(self.last_path, map_location=self.device)
+            self._restore(last)  # repairs best.pt if a kill left it behind last.pt
+            check_resumable(last, self.cfg, self.run_dir)
         elif self.main:
-            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            make_folder(self.run_dir / "checkpoints")
         if self.main:
             cfg.save(self.run_dir / "config.yaml")
         self.tensorboard = TensorBoard(
@@ -343,7 +378,8 @@ class Trainer:
         state.epoch, state.step_in_epoch = epoch + 1, 0
         row = self._epoch_row(validate=self._should_validate(stop))
         improved = self._update_best(row)
-        self._save_last(partial=False, metrics=row)
+        self._save_last(partial=False, metrics=row)  # records which epoch best.pt holds
+        pause_point("between-last-and-best")
         if improved:
             self._save_best(row)
         return stop if stop != STOP_COMPLETED else self._early_stop()
@@ -519,6 +555,7 @@ class Trainer:
             "rng": rng,
             "early_stopping": {
                 "metric": self.cfg.train.best_metric,
+                "maximize": self.cfg.train.maximize,
                 "best": state.best,
                 "best_epoch": state.best_epoch,
                 "bad_validations": state.bad_validations,
@@ -567,6 +604,23 @@ class Trainer:
         rng = checkpoint.get("rng") or []
         if state.step_in_epoch and len(rng) == self.context.world_size:
             self.pending_rng = rng[self.context.rank]  # restored once the loader has started
+        changed = metric_changed(checkpoint, self.cfg)
+        if changed:  # the stored best is another metric's value: never compare with it
+            state.best, state.best_epoch, state.bad_validations = None, None, 0
+            self.progress.info(changed)
+        else:
+            state.best, state.best_epoch = dist_utils.on_main(self.context, self._reconcile_best)
+
+    def _reconcile_best(self) -> tuple[float | None, int | None]:
+        """best.pt and last.pt agree after any kill: repair or adopt (runfolder module)."""
+        state = self.state
+        last = load_checkpoint(self.last_path)
+        repair, note = reconcile_best(last, self.best_path, state, self.cfg.train.best_metric)
+        if repair is not None:
+            save_checkpoint(repair, self.best_path)
+        if note:
+            self.progress.info(note)
+        return state.best, state.best_epoch
 
     # ------------------------------------------------------------------ start and end
 

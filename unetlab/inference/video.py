@@ -10,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from unetlab.errors import UnetlabError
+from unetlab.fs.atomic import atomic_path
 from unetlab.inference.core import ArrayPredictor
 from unetlab.inference.overlay import blend, make_palette
 
@@ -89,11 +90,11 @@ def predict_video(
     out_path: str | Path,
     alpha: float = 0.5,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> VideoResult:
     """Predict every frame (``predictor.options.batch_size`` frames per pass) and write the
-    colour overlay as a video next to ``out_path`` (codec from its ending: mp4v or XVID)."""
-    import cv2
-
+    colour overlay as a video next to ``out_path`` (codec from its ending: mp4v or XVID),
+    atomically and never over a file this invocation did not create unless ``overwrite``."""
     path, out_path = Path(path), Path(out_path)
     fourcc = FOURCC.get(out_path.suffix.lower())
     if fourcc is None:
@@ -101,8 +102,18 @@ def predict_video(
             f"cannot write a video ending in '{out_path.suffix}'", out_path, "use .mp4 or .avi"
         )
     fps, total = video_info(path)
+    with atomic_path(out_path, overwrite=overwrite) as temp:  # whole video, or none
+        return _write_overlay_video(predictor, path, out_path, temp, fourcc, fps, total, alpha,
+                                    progress)
+
+
+def _write_overlay_video(
+    predictor: ArrayPredictor, path: Path, out_path: Path, temp: Path, fourcc: str, fps: float,
+    total: int, alpha: float, progress: bool,
+) -> VideoResult:
+    import cv2
+
     palette = make_palette(predictor.class_colors)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     writer = None
     frames = 0
     try:
@@ -116,7 +127,7 @@ def predict_video(
                     if writer is None:
                         size = (frame.shape[1], frame.shape[0])
                         writer = cv2.VideoWriter(
-                            str(out_path), cv2.VideoWriter_fourcc(*fourcc), fps, size
+                            str(temp), cv2.VideoWriter_fourcc(*fourcc), fps, size
                         )
                         if not writer.isOpened():
                             raise UnetlabError(
