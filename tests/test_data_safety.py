@@ -552,3 +552,16 @@ def test_unique_names_against_a_brute_force_check():
                 assert name.startswith(f"{stem}_")
                 assert name.casefold() not in {s.casefold() for s in stems}
             seen.add(stem.casefold())
+
+
+def test_evaluate_twice_needs_overwrite(tmp_path, capsys, checkpoint):
+    data = make_dataset(tmp_path / "ds")
+    argv = ["evaluate", str(checkpoint), "--data", str(data), "--out", str(tmp_path / "ev"),
+            "--device", "cpu", "--panels", "1"]
+    assert run_main(argv, capsys)[0] == 0
+    before = digests(tmp_path / "ev")
+    code, text = run_main(argv, capsys)
+    assert code == 2
+    one_paragraph_error(text, "report.json", "--overwrite")
+    assert digests(tmp_path / "ev") == before
+    assert run_main([*argv, "--overwrite"], capsys)[0] == 0

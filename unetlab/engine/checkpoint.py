@@ -87,13 +87,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             path,
             "only load checkpoints you trust; unetlab's own checkpoints load safely",
         ) from None
-    except OSError as exc:
-        from unetlab.fs.oserrors import is_os_level, os_error
-
-        if is_os_level(exc):
-            raise os_error(exc, path, "read the checkpoint") from None
-        raise unreadable_checkpoint(path, exc) from None
-    except Exception as exc:  # truncated, or a damaged torch file
+    except Exception as exc:  # truncated, or a damaged torch file (sniff met any OS error)
         raise unreadable_checkpoint(path, exc) from None
     if isinstance(payload, dict) and "model" not in payload and payload and all(
         isinstance(v, torch.Tensor) for v in payload.values()

@@ -80,10 +80,18 @@ def os_error(exc: OSError, path: str | Path | None = None, action: str = "write"
     return FileSystemError(message, where, hint, code)
 
 
+_FILE_SYSTEM = {
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR, errno.EISDIR,
+    errno.EEXIST, errno.ELOOP, errno.ENOENT, errno.ENAMETOOLONG, errno.EIO, errno.EMFILE,
+    errno.ENFILE, errno.EXDEV, errno.EBUSY, errno.EFBIG, *_DISK_FULL,
+}
+
+
 def is_os_level(exc: BaseException) -> bool:
-    """True for an ``OSError`` the operating system raised (it has an errno); Pillow and other
-    libraries raise errno-less ``OSError`` for bad file contents, which are not translated."""
-    return isinstance(exc, OSError) and exc.errno is not None
+    """True for an ``OSError`` about the file system (read-only, full, permission, links ...).
+    Libraries also raise ``OSError`` for bad file contents (Pillow without an errno, torch with
+    EINVAL for a truncated file): those are not the disk's fault and are not translated."""
+    return isinstance(exc, OSError) and exc.errno in _FILE_SYSTEM
 
 
 @contextmanager

@@ -3,14 +3,14 @@
 Killing a process "somewhere around" a write with a timer is a race; these points make the
 instant known. With ``UNETLAB_PAUSE_AT=<point>`` and ``UNETLAB_PAUSE_FILE=<file>`` set, the
 process reaching ``<point>`` (``<point>#<n>``: the n-th time) creates ``<file>`` and then
-waits there forever, for the test to send its signal. Without both variables a pause point is one dictionary lookup.
+waits there forever, for the test to send its signal. Without both variables a pause point
+is one dictionary lookup.
 """
 
 from __future__ import annotations
 
 import os
 import time
-
 
 _REACHED: dict[str, int] = {}
 
