@@ -425,7 +425,7 @@ def test_os_errors_at_the_command_line_are_exit_2(tmp_path, capsys, checkpoint):
     code, text = run_main(["train", "--data", str(data), "--out-dir", str(a_file),
                            *TRAIN_OPTIONS], capsys)
     assert code == 2
-    one_paragraph_error(text, str(a_file), "is a file, not a folder")
+    one_paragraph_error(text, str(a_file), "a folder is needed")
     assert a_file.read_text() == "not a folder\n"
     loop = data / "images" / "s9.png"
     loop.symlink_to(loop)

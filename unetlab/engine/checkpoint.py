@@ -98,7 +98,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "normalisation needed to use them are missing",
             path,
             "use a checkpoint written by 'unetlab train' (RUN/checkpoints/best.pt); weights for "
-            "an encoder are loaded with --set model.options.pretrained=FILE when training",
+            "an encoder (torchvision layout) are loaded with --set model.pretrained=FILE when "
+            "training",
         )
     if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:
         raise UnetlabError(

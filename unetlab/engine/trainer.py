@@ -151,8 +151,7 @@ def new_run_dir(cfg: RunConfig) -> Path:
     name = cfg.name or f"{Path(cfg.data.root or 'data').resolve().name}-{cfg.model.name}"
     base = Path(cfg.out_dir) / name
     if cfg.name:
-        check_fresh_run_dir(base)
-        return base
+        return base  # checked once its lock is held (a busy run is named as such)
     make_folder(cfg.out_dir)
     candidate, number = base, 2
     while True:  # claimed with an exclusive mkdir: two unnamed runs never share a folder
