@@ -14,6 +14,7 @@ __all__, __getattr__ = lazy_exports(
         "begin_invocation": "atomic",
         "check_writable": "atomic",
         "make_folder": "atomic",
+        "overwriting": "atomic",
         "refuse_existing": "atomic",
         "write_bytes": "atomic",
         "write_file": "atomic",
