@@ -197,9 +197,8 @@ def test_principle3_one_process_per_run_and_best_agrees_with_last(tmp_path):
     data = make_dataset(tmp_path / "ds")
     run = tmp_path / "runs" / "same"
     args = ["train", "--data", str(data), "--out-dir", str(tmp_path / "runs"), *TRAIN_OPTIONS,
-            "--name", "same", "--epochs", "2", "--set", "train.best_metric=train_loss",
-            "--set", "train.num_predictions=0"]
-    first, _ = start_paused(args, tmp_path, "between-last-and-best#2")
+            "--name", "same", "--epochs", "2", "--set", "train.num_predictions=0"]
+    first, _ = start_paused(args, tmp_path, "between-last-and-best")  # epoch 1 improved
 
     second = unetlab(args, tmp_path)
     assert second.returncode == 2
@@ -208,8 +207,8 @@ def test_principle3_one_process_per_run_and_best_agrees_with_last(tmp_path):
 
     last, best = run / "checkpoints" / "last.pt", run / "checkpoints" / "best.pt"
     before = load_checkpoint(last)
-    assert before["epoch"] == 2 and before["early_stopping"]["best_epoch"] == 2
-    assert load_checkpoint(best)["epoch"] == 1  # the disagreement a kill leaves
+    assert before["epoch"] == 1 and before["early_stopping"]["best_epoch"] == 1
+    assert not best.exists()  # the disagreement a kill leaves: last.pt claims a best.pt
     assert (run / ".unetlab.lock").exists()  # left by the dead process
 
     resumed = unetlab(["train", "--resume", str(run), "--epochs", "3"], tmp_path)
@@ -221,7 +220,7 @@ def test_principle3_one_process_per_run_and_best_agrees_with_last(tmp_path):
     held = best_after["epoch"]
     assert held == last_after["early_stopping"]["best_epoch"]
     assert best_after["best_metric"] == last_after["early_stopping"]["best"]
-    if held == 2:  # the repaired file holds exactly the weights last.pt had at epoch 2
+    if held == 1:  # the repaired file holds exactly the weights last.pt had at epoch 1
         for key, value in before["state_dict"].items():
             assert torch.equal(best_after["state_dict"][key], value)
     assert not (run / ".unetlab.lock").exists()
@@ -565,3 +564,30 @@ def test_evaluate_twice_needs_overwrite(tmp_path, capsys, checkpoint):
     one_paragraph_error(text, "report.json", "--overwrite")
     assert digests(tmp_path / "ev") == before
     assert run_main([*argv, "--overwrite"], capsys)[0] == 0
+
+
+def test_reconcile_best_repairs_an_older_best_from_last(tmp_path):
+    """Killed between writing last.pt (epoch 2, best) and best.pt (still epoch 1): the repair
+    writes best.pt from last.pt's weights; a best.pt that last.pt cannot explain is adopted."""
+    from types import SimpleNamespace
+
+    from unetlab.engine.checkpoint import save_checkpoint
+    from unetlab.engine.runfolder import reconcile_best
+
+    old = load_checkpoint(make_checkpoint(tmp_path / "old.pt"))
+    new = load_checkpoint(make_checkpoint(tmp_path / "new.pt", batch_norm=False))
+    best_path = tmp_path / "best.pt"
+    stopping = {"metric": "miou", "best": 0.5, "best_epoch": 1}
+    save_checkpoint({**old, "epoch": 1, "best_metric": 0.5, "early_stopping": stopping},
+                    best_path)
+    last = {**new, "epoch": 2, "early_stopping": {**stopping, "best": 0.7, "best_epoch": 2}}
+    state = SimpleNamespace(best=0.7, best_epoch=2)
+    repair, note = reconcile_best(last, best_path, state, "miou")
+    assert repair is not None and repair["epoch"] == 2 and "rewritten" in note
+    assert (state.best, state.best_epoch) == (0.7, 2)
+    for key, value in new["state_dict"].items():
+        assert torch.equal(repair["state_dict"][key], value)
+    # last.pt (epoch 3) says epoch 2 is best, best.pt holds epoch 1: adopt what best.pt holds
+    state = SimpleNamespace(best=0.7, best_epoch=2)
+    repair, note = reconcile_best({**last, "epoch": 3}, best_path, state, "miou")
+    assert repair is None and (state.best, state.best_epoch) == (0.5, 1) and "holds epoch 1" in note

@@ -378,8 +378,8 @@ class Trainer:
         row = self._epoch_row(validate=self._should_validate(stop))
         improved = self._update_best(row)
         self._save_last(partial=False, metrics=row)  # records which epoch best.pt holds
-        pause_point("between-last-and-best")
         if improved:
+            pause_point("between-last-and-best")
             self._save_best(row)
         return stop if stop != STOP_COMPLETED else self._early_stop()
 
