@@ -48,7 +48,6 @@ def labelme_to_masks(
     from unetlab.fs.text import check_unique_class_names
 
     notes = [] if notes is None else notes
-    paths = _json_files(json_paths)
     names = [str(name).strip() for name in class_names]
     if len(names) < 2 or any(not name for name in names):
         raise UnetlabError(
@@ -56,6 +55,7 @@ def labelme_to_masks(
             hint="e.g. --classes _background_,cat,dog",
         )
     check_unique_class_names(names, "--classes")
+    paths = _json_files(json_paths)
     documents = [(path, _load(path)) for path in paths]
     _check_background(documents, names)
     written = []
