@@ -113,14 +113,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def not_a_checkpoint(path: Path, kind: str) -> UnetlabError:
     """The error for a file whose leading bytes show it is no torch file at all."""
-    from unetlab.fs.filekind import DESCRIPTIONS, ONNX
+    from unetlab.fs.filekind import DESCRIPTIONS, EMPTY, ONNX
 
-    hint = (
-        f"an .onnx file is used as it is: unetlab predict {path} IMAGE, unetlab evaluate {path} "
-        "--data DATA; rename it to end in .onnx"
-        if kind == ONNX
-        else "pass a checkpoint written by 'unetlab train' (RUN/checkpoints/best.pt)"
-    )
+    hint = {
+        ONNX: f"an .onnx file is used as it is: unetlab predict {path} IMAGE, unetlab evaluate "
+        f"{path} --data DATA; rename it to end in .onnx",
+        EMPTY: "the write was cut short (a crash or a full disk); use checkpoints/last.pt or "
+        "retrain",
+    }.get(kind, "pass a checkpoint written by 'unetlab train' (RUN/checkpoints/best.pt)")
     return UnetlabError(f"refused to load: {DESCRIPTIONS[kind]}", path, hint)
 
 
