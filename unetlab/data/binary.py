@@ -5,7 +5,9 @@ unetlab would ignore) or an object-less mask of an index dataset with an ignore 
 ignore, as in VOC). Calling the second kind "0/255 binary" and recommending ``fix-binary``
 would turn the ignore band into class 1: the tool's own advice would corrupt the data. The
 dataset decides: 255 is the ignore label when there are more than two classes, when any mask
-holds a class above 1, or when any mask holds 1 together with 255.
+holds two or more object classes (a multi-class mask), or when any mask holds an object class
+together with 255. (A lone other value, a 0/128 mask, is a binary mask in another encoding,
+not evidence of classes.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def zero_255_means_binary(value_sets: Iterable[Iterable[int]], num_classes: int 
     for values in value_sets:
         values = set(values)
         classes = values - {0, IGNORE_INDEX}
-        if any(v >= 2 for v in classes) or (classes and IGNORE_INDEX in values):
+        if len(classes) >= 2 or (classes and IGNORE_INDEX in values):
             return False
     return True
 
