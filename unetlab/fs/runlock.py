@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from unetlab.errors import UnetlabError
-from unetlab.fs.oserrors import translated
+from unetlab.fs.oserrors import os_error, translated
 
 LOCK_NAME = ".unetlab.lock"
 
@@ -48,11 +48,12 @@ class RunLock:
         me = _identity()
         for _ in range(3):  # a stale lock is removed, then creation is tried again
             try:
-                with translated(self.path, "lock the run folder"):
-                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:  # held, or left by a dead process
                 self._handle_existing()
                 continue
+            except OSError as exc:
+                raise os_error(exc, self.path, "lock the run folder") from None
             with os.fdopen(fd, "w") as handle:
                 json.dump(me, handle)
             self.held = True
