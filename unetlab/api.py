@@ -188,6 +188,7 @@ def evaluate(
     tile: int = 512,
     overlap: float = 0.25,
     tile_weights: str = "gaussian",
+    overwrite: bool = False,
     **renamed: Any,
 ) -> EvaluationReport:
     """Score a run folder, a ``.pt`` checkpoint or an exported ``.onnx`` file on ``data``'s
@@ -195,10 +196,12 @@ def evaluate(
 
     Writes ``report.json``, ``confusion_matrix.png`` and ``panels/`` into ``out`` (default
     ``RUN/evaluation/<split>``) and returns the report (``report.summary()``,
-    ``report.scores``). The engine's older keywords (``data_root``, ``out_dir``,
+    ``report.scores``); the files of an earlier evaluation there are replaced only with
+    ``overwrite=True``. The engine's older keywords (``data_root``, ``out_dir``,
     ``num_panels``, ``checkpoint_or_run``) still work, with a DeprecationWarning.
     """
     from unetlab.engine.evaluate import evaluate as run_evaluation
+    from unetlab.fs.atomic import overwriting
     from unetlab.inference.tta import mode_from_flags
 
     given: dict[str, Any] = {"run": run, "data": data, "out": out, "panels": panels}
@@ -217,13 +220,14 @@ def evaluate(
         raise TypeError(f"evaluate() got unexpected keyword(s): {', '.join(sorted(renamed))}")
     if given["run"] is None or given["data"] is None:
         raise TypeError("evaluate() needs a run (folder, .pt or .onnx) and data (the dataset)")
-    return run_evaluation(
-        given["run"], given["data"], split=split, out_dir=given["out"], device=device,
-        batch_size=batch_size, threshold=threshold,
-        tta=mode_from_flags(tta, tta_rot90),
-        boundary_class=boundary_class, verbose=verbose, precision=precision,
-        num_panels=given["panels"], tile=tile, overlap=overlap, blend=tile_weights,
-    )  # fmt: skip
+    with overwriting(overwrite):
+        return run_evaluation(
+            given["run"], given["data"], split=split, out_dir=given["out"], device=device,
+            batch_size=batch_size, threshold=threshold,
+            tta=mode_from_flags(tta, tta_rot90),
+            boundary_class=boundary_class, verbose=verbose, precision=precision,
+            num_panels=given["panels"], tile=tile, overlap=overlap, blend=tile_weights,
+        )  # fmt: skip
 
 
 def _nested(values: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:

@@ -54,6 +54,9 @@ from unetlab.cli.options import (
     help="Binary tasks: class (name or index) that separates the regions of the Rand "
     "error [the class named 'membrane' if any, else 0].",
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the outputs of an earlier evaluation."
+)
 def evaluate(
     checkpoint: Path,
     data_root: Path,
@@ -70,6 +73,7 @@ def evaluate(
     precision: str,
     num_panels: int,
     boundary_class: str | None,
+    overwrite: bool,
 ) -> None:
     """Per-class IoU/recall/precision/Dice, mIoU, pixel accuracy and mPA of a trained model
     (a run folder, a .pt checkpoint, or an exported .onnx file, fp32 or int8), scored on the
@@ -79,21 +83,23 @@ def evaluate(
     confusion-matrix PNG and image | truth | prediction panels.
     """
     from unetlab.engine.evaluate import evaluate as run_evaluation
+    from unetlab.fs.atomic import overwriting
 
-    report = run_evaluation(
-        checkpoint,
-        data_root,
-        split=split,
-        out_dir=out_dir,
-        device=device,
-        batch_size=batch_size,
-        num_panels=num_panels,
-        threshold=threshold,
-        tta=tta_mode(tta, tta_rot90),
-        tile=tile,
-        overlap=overlap,
-        blend=tile_weights,
-        precision=precision,
-        boundary_class=boundary_class,
-    )
+    with overwriting(overwrite):
+        report = run_evaluation(
+            checkpoint,
+            data_root,
+            split=split,
+            out_dir=out_dir,
+            device=device,
+            batch_size=batch_size,
+            num_panels=num_panels,
+            threshold=threshold,
+            tta=tta_mode(tta, tta_rot90),
+            tile=tile,
+            overlap=overlap,
+            blend=tile_weights,
+            precision=precision,
+            boundary_class=boundary_class,
+        )
     click.echo(report.summary())

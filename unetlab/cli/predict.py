@@ -50,6 +50,11 @@ from unetlab.cli.options import (
 @backend_option()
 @precision_option("Checkpoints")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace output files that exist already (never done without it).",
+)
 def predict(
     model: str,
     inputs: tuple[str, ...],
@@ -66,6 +71,7 @@ def predict(
     backend: str,
     precision: str,
     quiet: bool,
+    overwrite: bool,
 ) -> None:
     """Predict images, folders, glob patterns or videos with MODEL: a run folder, a .pt
     checkpoint or an exported .onnx file (fp32 or int8).
@@ -88,7 +94,9 @@ def predict(
         "threshold": threshold,
     }
     predictor = open_model(model, device, precision, backend=backend, **options)
-    written, legend_path = predict_files(predictor, found, out_dir, alpha, progress=not quiet)
+    written, legend_path = predict_files(
+        predictor, found, out_dir, alpha, progress=not quiet, overwrite=overwrite
+    )
     for item in written:
         height, width = item.size
         detail = f"{item.frames} frames" if item.frames else f"{width}x{height}"

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from unetlab import IGNORE_INDEX
+from unetlab.data.binary import is_zero_255, zero_255_means_binary
 from unetlab.data.io import read_image, read_mask
 from unetlab.data.layouts import ALL, DatasetInfo, dataset_info
 from unetlab.data.problems import (
@@ -240,7 +241,10 @@ def _mask_problems(info: DatasetInfo, samples: dict[str, _Sample], num_classes: 
     union = np.zeros(256, bool)
     for sample in with_counts:
         union |= sample.counts > 0
-    binary = [s for s in with_counts if set(np.flatnonzero(s.counts)) == {0, IGNORE_INDEX}]
+    value_sets = [np.flatnonzero(s.counts).tolist() for s in with_counts]
+    binary = [s for s, values in zip(with_counts, value_sets, strict=True) if is_zero_255(values)]
+    if not zero_255_means_binary(value_sets, num_classes):
+        binary = []  # 255 is this dataset's ignore label: 0/255 masks are object-less masks
     problems = []
     paths = [s.mask_path for s in binary if s.mask_path is not None]
     if paths and set(np.flatnonzero(union)) == {0, IGNORE_INDEX}:  # a 0/255 dataset: one message

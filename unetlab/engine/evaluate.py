@@ -20,6 +20,7 @@ import numpy as np
 
 from unetlab import IGNORE_INDEX
 from unetlab.artifacts.card import ModelCard
+from unetlab.data.binary import truth_looks_0_255
 from unetlab.engine.measure import Measurement, collect_confusion
 from unetlab.engine.regions import BOUNDARY_CLASS_NAMES, RegionScores, resolve_boundary_class
 from unetlab.engine.report import EvaluationReport, evaluation_notes
@@ -49,7 +50,12 @@ class SampleRecorder:
         panel_dir: Path,
         num_panels: int,
         region_scores: RegionScores | None,
+        sample_ids: list[Any] | None = None,
     ):
+        from unetlab.engine.plots import file_names
+
+        ids = [str(i) for i in sample_ids or []]
+        self.names = dict(zip(ids, file_names(ids), strict=True))  # distinct panel names
         self.card = card
         self.panel_dir = panel_dir
         self.num_panels = num_panels
@@ -66,7 +72,7 @@ class SampleRecorder:
         if self.region_scores is not None:
             self.region_scores.add(sample_id, prediction, truth)
         if len(self.panels) < self.num_panels:
-            path = self.panel_dir / f"{safe_name(sample_id)}.png"
+            path = self.panel_dir / f"{self.names.get(sample_id) or safe_name(sample_id)}.png"
             self.panels.append(
                 save_panel(
                     image, truth, prediction, self.card.class_colors, path, self.card.class_names
@@ -108,10 +114,12 @@ def evaluate(
     ``tta`` and ``batch_size`` mean what they mean for ``unetlab predict``; ``boundary_class``
     picks the region separator of the Rand error (:mod:`unetlab.engine.regions`).
     ``tile``, ``overlap`` and ``blend`` (tile weights) cut large images as predict does.
-    ``verbose`` prints :meth:`EvaluationReport.summary`.
+    ``verbose`` prints :meth:`EvaluationReport.summary`. Existing outputs are never replaced
+    unless inside :func:`unetlab.fs.atomic.overwriting` (the command's ``--overwrite``).
     """
     from unetlab.data import open_dataset
     from unetlab.engine.plots import plot_confusion
+    from unetlab.fs.atomic import make_folder, refuse_existing, write_text
     from unetlab.inference.open import open_model
     from unetlab.metrics import ConfusionMatrix
 
@@ -142,8 +150,9 @@ def evaluate(
         in_channels=card.in_channels,
     )
     out = Path(out_dir) if out_dir is not None else default_out_dir(card.path, split)
-    out.mkdir(parents=True, exist_ok=True)
-    recorder = SampleRecorder(card, out / "panels", num_panels, region_scores)
+    refuse_existing([out / "report.json", out / "confusion_matrix.png"])  # before any work
+    make_folder(out)
+    recorder = SampleRecorder(card, out / "panels", num_panels, region_scores, dataset.ids)
     matrix = ConfusionMatrix(card.num_classes, ignore_index=IGNORE_INDEX)
     for start in range(0, len(dataset), batch_size):
         indices = range(start, min(start + batch_size, len(dataset)))
@@ -177,7 +186,7 @@ def evaluate(
     if recorder.panels:
         report.files["panels"] = out / "panels"
     report.files["report"] = out / "report.json"
-    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text(out / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
     if verbose:
         print(report.summary())
     return report
@@ -206,7 +215,7 @@ def _refuse_0_255_masks(
 ) -> None:
     """Binary masks holding only 0 and 255 would leave every foreground pixel unscored."""
     truth_pixels = matrix.matrix.sum(axis=1)  # rows = truth classes
-    if card.num_classes == 2 and ignored_pixels and not truth_pixels[1:].any():
+    if truth_looks_0_255(card.num_classes, truth_pixels, ignored_pixels):
         raise UnetlabError(
             f"the masks of split '{split}' hold only 0 and 255 ({ignored_pixels} pixels are "
             "255): these look like 0/255 binary masks, and 255 means 'ignore' to unetlab, so "

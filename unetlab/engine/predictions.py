@@ -28,13 +28,14 @@ def save_predictions(
 ) -> list[Path]:
     """Predict the first ``count`` items of ``dataset`` and write panel and mask PNGs."""
     from unetlab.data.io import write_mask
-    from unetlab.engine.plots import denormalize, safe_name, save_panel
+    from unetlab.engine.plots import denormalize, file_names, save_panel
     from unetlab.inference.forward import predict_logits
     from unetlab.inference.labels import labels_from_logits
 
     was_training = model.training
     model.eval()
     written: list[Path] = []
+    names = file_names([dataset.ids[index] for index in range(min(count, len(dataset)))])
     try:
         for index in range(min(count, len(dataset))):
             sample = dataset[index]
@@ -44,7 +45,7 @@ def save_predictions(
             ):
                 logits = predict_logits(model, image)
             labels = labels_from_logits(logits, channel_axis=1)[0].cpu().numpy().astype("uint8")
-            name = safe_name(sample["id"])
+            name = names[index]
             picture = denormalize(sample["image"], spec.normalization.mean, spec.normalization.std)
             written.append(
                 save_panel(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from unetlab.fs.atomic import write_file
 from unetlab.inference.core import ArrayPredictor
 from unetlab.inference.inputs import InputFile
 from unetlab.inference.overlay import class_fractions, legend, make_palette, save_overlay
@@ -47,14 +48,18 @@ def allow_large_images(max_pixels: int = MAX_PIXELS) -> Iterator[None]:
 
 
 def output_names(inputs: Sequence[InputFile]) -> list[str]:
-    """A unique file stem per input (``a.png`` twice from two folders -> ``a`` and ``a_2``)."""
-    used: dict[str, int] = {}
-    names = []
-    for item in inputs:
-        stem = item.path.stem
-        used[stem] = used.get(stem, 0) + 1
-        names.append(stem if used[stem] == 1 else f"{stem}_{used[stem]}")
-    return names
+    """A distinct file stem per input (``a.png``, ``a.jpg``, ``a_2.png`` -> ``a``, ``a_3``,
+    ``a_2``): see :func:`unetlab.fs.names.unique_names`."""
+    from unetlab.fs.names import unique_names
+
+    return unique_names([item.path.stem for item in inputs])
+
+
+def output_files(item: InputFile, name: str) -> list[str]:
+    """The files written for one input named ``name``."""
+    if item.kind == "video":
+        return [f"{name}_overlay{'.avi' if item.path.suffix.lower() == '.avi' else '.mp4'}"]
+    return [f"{name}_mask.png", f"{name}_overlay.png"]
 
 
 def predict_files(
@@ -63,19 +68,24 @@ def predict_files(
     out_dir: str | Path,
     alpha: float = 0.5,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[list[Written], Path]:
     """Predict every input into ``out_dir``; returns what was written per input and the legend.
 
     Images go through ``predictor.predict_batch`` ``batch_size`` at a time (same-sized images
-    share forward passes; large ones are tiled).
+    share forward passes; large ones are tiled). Before any work, every output name is checked:
+    none may be an input, and none may exist already unless ``overwrite``.
     """
     from unetlab.data.io import read_image
+    from unetlab.fs.atomic import make_folder, refuse_existing
     from unetlab.inference.video import predict_video
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    palette = make_palette(predictor.class_colors)
     names = dict(zip((item.path for item in inputs), output_names(inputs), strict=True))
+    planned = [out_dir / f for item in inputs for f in output_files(item, names[item.path])]
+    refuse_existing([*planned, out_dir / "legend.png"], overwrite, [i.path for i in inputs])
+    make_folder(out_dir)
+    palette = make_palette(predictor.class_colors)
     written: list[Written] = []
     pending: list[tuple[InputFile, np.ndarray]] = []
 
@@ -93,6 +103,7 @@ def predict_files(
                     out_dir / names[item.path],
                     palette,
                     alpha,
+                    overwrite,
                 )
             )
         pending.clear()
@@ -110,20 +121,21 @@ def predict_files(
         flush()
     for item in inputs:
         if item.kind == "video":
-            suffix = ".avi" if item.path.suffix.lower() == ".avi" else ".mp4"
             result = predict_video(
                 predictor,
                 item.path,
-                out_dir / f"{names[item.path]}_overlay{suffix}",
+                out_dir / output_files(item, names[item.path])[0],
                 alpha,
                 progress,
+                overwrite=overwrite,
             )
             written.append(
                 Written(item.path, [result.path], result.size[::-1], frames=result.frames)
             )
     legend_path = out_dir / "legend.png"
     totals = _mean_fractions(written, predictor.num_classes)
-    Image.fromarray(legend(predictor.class_names, palette, totals)).save(legend_path)
+    picture = Image.fromarray(legend(predictor.class_names, palette, totals))
+    write_file(legend_path, lambda h: picture.save(h, format="PNG"), overwrite=overwrite)
     return written, legend_path
 
 
@@ -135,12 +147,20 @@ def _write_image_outputs(
     stem: Path,
     palette: np.ndarray,
     alpha: float,
+    overwrite: bool = False,
 ) -> Written:
     from unetlab.data.io import write_mask
 
-    mask_path = write_mask(stem.with_name(f"{stem.name}_mask.png"), labels, palette.tolist())
+    mask_path = write_mask(
+        stem.with_name(f"{stem.name}_mask.png"), labels, palette.tolist(), overwrite
+    )
     overlay_path = save_overlay(
-        stem.with_name(f"{stem.name}_overlay.png"), image, labels, palette, alpha
+        stem.with_name(f"{stem.name}_overlay.png"),
+        image,
+        labels,
+        palette,
+        alpha,
+        overwrite=overwrite,
     )
     fractions = class_fractions(labels, predictor.num_classes)
     return Written(item.path, [mask_path, overlay_path], image.shape[:2], fractions)
