@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tag", default="", help="suffix of the record's name, e.g. cedice")
     parser.add_argument("--against-baseline", action="store_true",
                         help="run benchmarks/baseline.py first at the same budget")
+    parser.add_argument("--train-split", default="train",
+                        help="split name, or a path to a .txt id list (e.g. benchmarks/splits/)")
+    parser.add_argument("--val-split", default="val",
+                        help="split to validate and score on; other sequences than training")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override (repeatable)")
     args = parser.parse_args(argv)
@@ -57,9 +61,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     baseline = None
     if args.against_baseline:
         command = [sys.executable, str(HERE / "baseline.py"), "--data", args.data, "--minutes",
-                   str(args.minutes), "--seed", str(args.seed), "--out", args.out]
+                   str(args.minutes), "--seed", str(args.seed), "--out", args.out,
+                   "--train-split", args.train_split, "--val-split", args.val_split,
+                   "--tag", args.tag]
         subprocess.run(command, check=True)
-        baseline_path = Path(args.out) / f"baseline-{dataset}-{args.minutes:g}min.json"
+        baseline_path = Path(args.out) / (f"baseline-{dataset}-{args.minutes:g}min"
+                                          + (f"-{args.tag}" if args.tag else "") + ".json")
         baseline = {"record": str(baseline_path)}
 
     from unetlab.engine.config import load_config
@@ -73,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from unetlab.plan import parse_budget, plan_dataset
 
         made = plan_dataset(args.data, parse_budget(args.minutes), device=args.device,
-                            orientation=args.orientation)
+                            orientation=args.orientation, train_split=args.train_split,
+                            val_split=args.val_split)
         plan_reasons = made.reasons
         cfg = load_config(made.config, options={"name": run_name, "out_dir": args.runs,
                                                 "train": {"seed": args.seed}},
@@ -82,7 +90,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cfg = load_config(
             preset=args.preset,
             options={
-                "data": {"root": args.data}, "name": run_name, "out_dir": args.runs,
+                "data": {"root": args.data, "train_split": args.train_split,
+                         "val_split": args.val_split},
+                "name": run_name, "out_dir": args.runs,
                 "train": {"epochs": 100_000, "time_limit_minutes": args.minutes,
                           "device": args.device, "seed": args.seed},
             },
@@ -97,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "budget_minutes": args.minutes,
         "overrides": args.overrides,
         "seed": args.seed,
+        "train_split": args.train_split,
+        "val_split": args.val_split,
         "run_dir": str(result.run_dir),
         "stopped": result.stopped,
         "epochs": result.epochs,
@@ -108,12 +120,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     classes = int(cfg.data.num_classes or 0) or None
     for label, checkpoint in (("last", result.last_checkpoint), ("best", result.best_checkpoint)):
         if checkpoint is not None:
-            record[f"val_{label}"] = score_checkpoint(checkpoint, args.data, classes)
+            record[f"val_{label}"] = score_checkpoint(checkpoint, args.data, classes,
+                                                      split=args.val_split)
     # test-time augmentation of the last checkpoint: the symmetries the training augmented with
     augment = cfg.data.augment
     tta = "flips+rot90" if augment.rotate90 else "flips" if augment.vflip else "hflip"
     record["val_last_tta"] = {
-        "tta": tta, **score_checkpoint(result.last_checkpoint, args.data, classes, tta=tta)
+        "tta": tta, **score_checkpoint(result.last_checkpoint, args.data, classes, tta=tta,
+                                       split=args.val_split)
     }
     record.update(platform_info.record(load_before))
     if baseline is not None:
@@ -122,15 +136,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def score_checkpoint(
-    checkpoint: Path, data: str, num_classes: int | None, tta: str | bool = False
+    checkpoint: Path, data: str, num_classes: int | None, tta: str | bool = False,
+    split: str = "val",
 ) -> dict[str, Any]:
-    """Whole-image labels from the checkpoint (the predict path), scored on val."""
+    """Whole-image labels from the checkpoint (the predict path), scored on ``split``."""
     from unetlab.artifacts.checkpoint import load_checkpoint
     from unetlab.inference import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, tile=4096, progress=False, tta=tta)
     classes = num_classes or len(predictor.class_names)
-    scores = score_split(data, "val", lambda image: predictor.predict(image).labels, classes)
+    scores = score_split(data, split, lambda image: predictor.predict(image).labels, classes)
     return {"epoch": int(load_checkpoint(checkpoint)["epoch"]), **scores}
 
 

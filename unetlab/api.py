@@ -11,7 +11,7 @@ are for code that already calls them.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +112,10 @@ def train(
         configure_threads(threads)
     extra_files: dict[str, str] = {}
     if budget is not None and config is None and preset is None and resume is None:
-        config, extra_files = planned_config(data, budget, device=device, orientation=orientation)
+        config, extra_files = planned_config(
+            data, budget, device=device, orientation=orientation,
+            overrides=list(overrides) if overrides is not None else None,
+        )
         budget = None  # the plan's time limit already leaves out the planning time
     cfg = run_config(
         config, preset=preset, data=data, model=model, epochs=epochs, batch_size=batch_size,
@@ -128,10 +131,13 @@ def planned_config(
     *,
     device: str | None = None,
     orientation: str = "auto",
+    overrides: Sequence[str] | str | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Plan a run of ``budget`` for the dataset ``data`` on this machine: (its config, and the
-    files for the run folder: ``plan.yaml`` with one reason per choice)."""
+    files for the run folder: ``plan.yaml`` with one reason per choice). The splits come from
+    ``overrides`` (``data.train_split=...``, ``data.val_split=...``) when they name them, so
+    the plan measures the data it will train and validate on."""
     from unetlab.plan import parse_budget, plan_dataset, plan_to_yaml
 
     if data is None:
@@ -139,9 +145,14 @@ def planned_config(
             "a budget without a config or preset plans a run for a dataset: pass --data DIR",
             hint="e.g. unetlab train --data ../shared/datasets/isbi2012 --budget 20m",
         )
+    splits = {"train_split": "train", "val_split": "val"}
+    for override in [overrides] if isinstance(overrides, str) else overrides or []:
+        key, _, value = override.partition("=")
+        if key.strip() in ("data.train_split", "data.val_split"):
+            splits[key.strip().removeprefix("data.")] = value.strip()
     made = plan_dataset(
         data, parse_budget(budget), device=device or "auto",
-        orientation=orientation, log=log,  # type: ignore[arg-type]
+        orientation=orientation, log=log, **splits,  # type: ignore[arg-type]
     )
     text = plan_to_yaml(made)
     log(text)

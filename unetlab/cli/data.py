@@ -65,10 +65,33 @@ def check(dataset: Path, num_classes: int | None, splits: tuple[str, ...]) -> No
     help="K-fold lists instead of one val share: fold<i>_train.txt and fold<i>_val.txt "
     "(train.txt and val.txt are fold 0).",
 )
+@click.option(
+    "--group",
+    default=None,
+    metavar="auto|REGEX",
+    help="Keep groups whole (video sequences, stacks), so val holds sequences train never saw: "
+    "'auto' reads the group as the id without its trailing number (0016E5_07959 -> 0016E5), "
+    "a regular expression as its first group.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the lists here instead of into the dataset (use them with "
+    "--set data.val_split=OUT/val.txt).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Shuffle seed.")
 @click.option("--force", is_flag=True, help="Replace existing split files.")
 def split(
-    dataset: Path, val_fraction: float, test_fraction: float, folds: int, seed: int, force: bool
+    dataset: Path,
+    val_fraction: float,
+    test_fraction: float,
+    folds: int,
+    group: str | None,
+    out_dir: Path | None,
+    seed: int,
+    force: bool,
 ) -> None:
     """Write train/val (and test, or k-fold) lists of DATASET from the images that have a mask.
 
@@ -76,22 +99,28 @@ def split(
     Examples:
       unetlab data split DATASET --val 0.2 --seed 1
       unetlab data split DATASET --test 0.1 --folds 5
+      unetlab data split DATASET --group auto --val 0.2 --out lists/
       unetlab train ... --set data.train_split=fold1_train --set data.val_split=fold1_val
     """
     from unetlab.data.convert import make_splits
+    from unetlab.data.groups import group_ids
     from unetlab.data.layouts import dataset_info
 
     before = set(dataset_info(dataset).splits)
     splits = make_splits(
-        dataset, val_fraction, seed, overwrite=force, test_fraction=test_fraction, folds=folds
+        dataset, val_fraction, seed, overwrite=force, test_fraction=test_fraction, folds=folds,
+        group=group, out_dir=out_dir,
     )
     info = dataset_info(dataset)
     for name, ids in splits.items():
-        click.echo(f"{info.split_file(name)}: {len(ids)} ids")
+        where = out_dir / f"{name}.txt" if out_dir else info.split_file(name)
+        count = len(group_ids(ids, group)) if group else 0
+        sequences = f" ({count} group{'' if count == 1 else 's'})" if group else ""
+        click.echo(f"{where}: {len(ids)} ids{sequences}")
     unlabelled = len(set(info.images) - set(info.masks))
     if unlabelled:
         click.echo(f"{unlabelled} image(s) without a mask were left out")
-    stale = sorted(before - set(splits))
+    stale = sorted(before - set(splits)) if out_dir is None else []
     if stale:
         click.echo(
             f"note: older split file(s) left as they were: {', '.join(stale)} (they may "

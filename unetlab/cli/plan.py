@@ -25,7 +25,19 @@ ORIENTATION_HELP = (
     "--out", default="plan.yaml", type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the plan (never replaces an existing file).",
 )
-def plan(dataset: Path, budget: str, device: str, orientation: str, out: Path) -> int:
+@click.option(
+    "--train-split", default="train",
+    help="Split to train on: a name, or a path to a .txt id list.",
+)
+@click.option(
+    "--val-split", default="val",
+    help="Split to validate on: ideally other sequences than training "
+    "('unetlab data split DATASET --group auto --out lists/').",
+)
+def plan(
+    dataset: Path, budget: str, device: str, orientation: str, out: Path, train_split: str,
+    val_split: str,
+) -> int:
     """Fingerprint DATASET, time candidate networks here, and write a plan to train.
 
     \b
@@ -37,7 +49,7 @@ def plan(dataset: Path, budget: str, device: str, orientation: str, out: Path) -
 
     seconds = parse_budget(budget)
     made = plan_dataset(dataset, seconds, device=device, orientation=orientation,  # type: ignore[arg-type]
-                        log=click.echo)
+                        train_split=train_split, val_split=val_split, log=click.echo)
     path = write_plan(made, out)
     click.echo(f"plan written: {path} (about {made.predicted_steps} steps)\n"
                f"train it with: unetlab train {path}")

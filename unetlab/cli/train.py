@@ -85,7 +85,8 @@ def train(
     source: Any = config
     if budget is not None and config is None and preset is None and resume is None:
         source, extra_files = planned_config(
-            data_root, budget, device=device, orientation=orientation, log=click.echo
+            data_root, budget, device=device, orientation=orientation, overrides=overrides,
+            log=click.echo,
         )
         budget = None  # the plan's time limit already leaves out the planning time
     cfg = run_config(

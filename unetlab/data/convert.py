@@ -18,6 +18,7 @@ from PIL import Image, ImageSequence
 
 from unetlab import IGNORE_INDEX
 from unetlab.data.colors import mask_palette
+from unetlab.data.groups import group_ids
 from unetlab.data.io import is_image_file, open_image, read_mask, write_mask
 from unetlab.data.layouts import dataset_info
 from unetlab.data.problems import UNREADABLE, DataFileError, present_values, shorten
@@ -33,6 +34,8 @@ def make_splits(
     *,
     test_fraction: float = 0.0,
     folds: int = 0,
+    group: str | None = None,
+    out_dir: str | Path | None = None,
 ) -> dict[str, list[str]]:
     """Write split lists of every id that has both an image and a mask; returns them by name.
 
@@ -45,6 +48,12 @@ def make_splits(
     ``train.txt``/``val.txt`` are fold 0. A fraction above 0 holds out at least one id, and each
     list is written sorted. Existing split files are kept unless ``overwrite``: an official
     split is not something to lose by accident.
+
+    ``group`` (``"auto"`` or a regular expression, see :mod:`unetlab.data.groups`) keeps each
+    group (video sequence, stack) whole: held-out shares are made of whole groups, the closest
+    to the fraction, so validation measures new sequences. ``out_dir`` writes the lists there
+    instead of into the dataset (a read-only dataset; train with
+    ``--set data.val_split=OUT/val.txt``).
     """
     info = dataset_info(root)
     for what, fraction in (("val", val_fraction), ("test", test_fraction)):
@@ -61,20 +70,19 @@ def make_splits(
             info.root,
             "name each mask like its image (a.jpg -> a.png)",
         )
-    shuffled = list(ids)
-    random.Random(seed).shuffle(shuffled)
-    n_test = _held_out(len(ids), test_fraction)
-    test, rest = shuffled[:n_test], shuffled[n_test:]
+    units = _units(ids, group, seed, info.root)
+    test, rest_units = _take(units, _held_out(len(ids), test_fraction))
+    rest = [i for unit in rest_units for i in unit]
     splits: dict[str, list[str]] = {}
     if folds:
-        if len(rest) < folds:
+        if len(rest_units) < folds:
             raise UnetlabError(
-                f"{len(rest)} labelled image(s) outside the test split: too few for {folds} "
-                "folds",
+                f"{len(rest_units)} labelled {'group' if group else 'image'}(s) outside the "
+                f"test split: too few for {folds} folds",
                 info.root,
                 "use fewer folds (--folds) or a smaller --test",
             )
-        parts = [rest[index::folds] for index in range(folds)]
+        parts = _deal(rest_units, folds)
         for index, part in enumerate(parts):
             held = set(part)
             splits[f"fold{index}_train"] = sorted(i for i in rest if i not in held)
@@ -82,15 +90,16 @@ def make_splits(
         splits = {"train": splits["fold0_train"], "val": splits["fold0_val"], **splits}
     else:
         n_val = _held_out(len(ids), val_fraction)
-        if n_val and len(rest) < 2:
+        if n_val and len(rest_units) < 2:
             raise UnetlabError(
-                f"only {len(rest)} labelled image(s) outside the test split: too few to hold "
-                "some out for validation",
+                f"only {len(rest_units)} labelled {'group' if group else 'image'}(s) outside "
+                "the test split: too few to hold some out for validation",
                 info.root,
-                "add images, or use --val 0 to put everything in train",
+                "add images, or use --val 0 to put everything in train"
+                + (", or a --group pattern that finds more groups" if group else ""),
             )
-        n_val = min(n_val, len(rest) - 1)
-        splits = {"train": sorted(rest[n_val:]), "val": sorted(rest[:n_val])}
+        val, train_units = _take(rest_units, n_val, keep=1)
+        splits = {"train": sorted(i for unit in train_units for i in unit), "val": sorted(val)}
     if test_fraction > 0:
         if not rest:
             raise UnetlabError(
@@ -99,7 +108,8 @@ def make_splits(
                 "add images, or leave out --test",
             )
         splits["test"] = sorted(test)
-    existing = [info.split_file(s) for s in splits if info.split_file(s).exists()]
+    target = (lambda name: Path(out_dir) / f"{name}.txt") if out_dir else info.split_file
+    existing = [target(s) for s in splits if target(s).exists()]
     if existing and not overwrite:
         raise UnetlabError(
             f"split files exist already ({', '.join(str(p) for p in existing)})",
@@ -107,10 +117,57 @@ def make_splits(
             "keep them, or pass --force (overwrite=True) to write a new split",
         )
     for name, split_ids in splits.items():
-        write_text(
-            info.split_file(name), "".join(f"{i}\n" for i in split_ids), overwrite=overwrite
-        )
+        write_text(target(name), "".join(f"{i}\n" for i in split_ids), overwrite=overwrite)
     return splits
+
+
+def _units(ids: list[str], group: str | None, seed: int, root: Path) -> list[list[str]]:
+    """The shuffled units a split deals out: single ids, or whole groups."""
+    if not group:
+        shuffled = list(ids)
+        random.Random(seed).shuffle(shuffled)
+        return [[i] for i in shuffled]
+    groups = list(group_ids(ids, group).values())
+    if len(groups) < 2:
+        raise UnetlabError(
+            f"the group pattern {group!r} puts all {len(ids)} labelled images in one group",
+            root,
+            "pass a regular expression whose first group is the sequence, e.g. "
+            "--group '^([^_]+)_', or split without --group",
+        )
+    random.Random(seed).shuffle(groups)
+    return groups
+
+
+def _take(units: list[list[str]], count: int, keep: int = 0) -> tuple[list[str], list[list[str]]]:
+    """Ids of the first units that bring the total closest to ``count`` (at least one unit when
+    ``count`` > 0, at least ``keep`` units left), and the units left."""
+    taken: list[str] = []
+    left: list[list[str]] = []
+    for index, unit in enumerate(units):
+        left_after = len(left) + len(units) - index - 1
+        closer = abs(len(taken) + len(unit) - count) < abs(len(taken) - count)
+        if count and left_after >= keep and closer:
+            taken += unit
+        else:
+            left.append(unit)
+    if count and not taken and len(left) > keep:
+        smallest = min(left, key=len)
+        left.remove(smallest)
+        taken = list(smallest)
+    return taken, left
+
+
+def _deal(units: list[list[str]], folds: int) -> list[list[str]]:
+    """``folds`` parts of about equal size: single ids in turn, groups largest first onto the
+    smallest part."""
+    if all(len(unit) == 1 for unit in units):
+        flat = [unit[0] for unit in units]
+        return [flat[index::folds] for index in range(folds)]
+    parts: list[list[str]] = [[] for _ in range(folds)]
+    for unit in sorted(units, key=len, reverse=True):
+        min(parts, key=len).extend(unit)
+    return parts
 
 
 def _held_out(count: int, fraction: float) -> int:

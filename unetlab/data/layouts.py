@@ -63,12 +63,32 @@ class DatasetInfo:
         return palette if palette is not None else voc_colormap()
 
     def split_file(self, split: str) -> Path:
+        """The list of ``split``: a name in the dataset's split folder, or a path to a ``.txt``."""
+        if is_split_path(split):
+            return Path(split).expanduser()
         return self.split_dir / f"{split}.txt"
 
+    def load_split(self, split: str) -> bool:
+        """Read a split given as a path to a ``.txt`` id list (one kept outside the dataset,
+        e.g. a validation set of other sequences for a read-only dataset); True when known."""
+        if split in self.splits or split == ALL:
+            return True
+        path = self.split_file(split)
+        if not is_split_path(split) or not path.is_file():
+            return False
+        self.splits[split] = read_id_list(path)
+        return True
+
     def ids(self, split: str) -> list[str]:
-        """Ids of ``split`` (``"all"``: every image); a clear error when the split is unknown."""
+        """Ids of ``split`` (``"all"``: every image; a path to a ``.txt``: the ids it lists); a
+        clear error when the split is unknown."""
         if split == ALL:
             return sorted(self.images)
+        if is_split_path(split) and not self.load_split(split):
+            raise UnetlabError(
+                "split file not found", self.split_file(split),
+                "a split given as a path is a .txt file of ids, one per line",
+            )
         if split in self.splits:
             return list(self.splits[split])
         if not self.splits:
@@ -229,6 +249,11 @@ def _read_splits(folder: Path) -> dict[str, list[str]]:
     if not folder.is_dir():
         return {}
     return {path.stem: read_id_list(path) for path in sorted(folder.glob("*.txt"))}
+
+
+def is_split_path(split: str) -> bool:
+    """A split named by the path of its id list (``lists/val.txt``) rather than by a name."""
+    return split.endswith(".txt")
 
 
 def read_id_list(path: Path) -> list[str]:

@@ -118,6 +118,8 @@ def check_dataset(
     problems: list[Problem] = []
     warnings: list[str] = []
     split_ids: dict[str, list[str]] = {}
+    for split in splits:
+        info.load_split(split)
     if not info.splits:
         warnings.append(
             f"no split files in {info.split_dir}: checked every image as split '{ALL}' "

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from unetlab.data.layouts import is_split_path
 from unetlab.engine import distributed as dist_utils
 from unetlab.engine.builders import (
     amp_dtype,
@@ -193,12 +194,17 @@ def _claimed(folder: Path) -> bool:
 
 
 def located(cfg: RunConfig, run_dir: Path) -> RunConfig:
-    """``cfg`` as ``RUN/config.yaml`` stores it: the data root absolute, and the run's own name
+    """``cfg`` as ``RUN/config.yaml`` stores it: the data root (and split lists given as paths)
+    absolute, and the run's own name
     and (absolute) parent folder, so ``unetlab train RUN/config.yaml`` works from any folder
     (it starts a new run beside this one, numbered)."""
     placed = cfg.model_copy(deep=True)
     if placed.data.root is not None:
         placed.data.root = str(Path(placed.data.root).expanduser().resolve())
+    for field_name in ("train_split", "val_split"):
+        split = getattr(placed.data, field_name)
+        if is_split_path(split):  # an id list outside the dataset, named by its path
+            setattr(placed.data, field_name, str(Path(split).expanduser().resolve()))
     placed.name = run_dir.name
     placed.out_dir = str(run_dir.parent.expanduser().resolve())
     return placed

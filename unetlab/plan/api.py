@@ -55,16 +55,19 @@ def plan_dataset(
     *,
     device: str = "auto",
     orientation: Orientation = "auto",
+    train_split: str = "train",
+    val_split: str = "val",
     log: Callable[[str], None] = print,
 ) -> Plan:
-    """Fingerprint ``root``, time candidate steps on ``device`` and plan a run of the budget."""
+    """Fingerprint ``root``, time candidate steps on ``device`` and plan a run of the budget
+    (splits by name, or as paths to ``.txt`` id lists)."""
     import torch
 
     started = time.perf_counter()
     device_type = "cuda" if device.startswith("cuda") or (
         device == "auto" and torch.cuda.is_available()) else "cpu"
     torch_device = torch.device(device if device not in ("auto",) else device_type)
-    fp = fingerprint_dataset(root)
+    fp = fingerprint_dataset(root, train_split, val_split)
     log(f"fingerprint ({time.perf_counter() - started:.0f} s):\n{fp.describe()}")
     classes = fp.num_classes
     timings: list[Timing] = []

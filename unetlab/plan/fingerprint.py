@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-VERSION = 1
+VERSION = 2
 TOUCH_GAP = 6
 """Objects of one class closer than this many pixels count as touching (about the paper's
 sigma = 5 px of the border weight, below which the weight term is large)."""
@@ -73,6 +73,9 @@ class Fingerprint:
     version: int = VERSION
     val_pixels: int = 0  # pixels of the val split (validation cost)
     notes: tuple[str, ...] = field(default=())
+    val_split: str = "val"
+    shared_groups: tuple[str, ...] = ()
+    """Sequences (groups of ids, :mod:`unetlab.data.groups`) with images in both splits."""
 
     @property
     def num_classes(self) -> int:
@@ -85,7 +88,8 @@ class Fingerprint:
     def from_dict(cls, values: dict[str, Any]) -> Fingerprint:
         values = dict(values)
         values["classes"] = tuple(ClassStats(**c) for c in values["classes"])
-        for key in ("median_size", "min_size", "max_size", "mean", "std", "notes"):
+        for key in ("median_size", "min_size", "max_size", "mean", "std", "notes",
+                    "shared_groups"):
             values[key] = tuple(values[key])
         return cls(**values)
 
@@ -99,6 +103,12 @@ class Fingerprint:
             "intensity mean " + ", ".join(f"{m:.3f}" for m in self.mean)
             + " / std " + ", ".join(f"{s:.3f}" for s in self.std),
         ]
+        if self.shared_groups:
+            lines.append(
+                f"val shares {len(self.shared_groups)} sequence(s) with training ("
+                + ", ".join(self.shared_groups[:3]) + ("..." if len(self.shared_groups) > 3
+                                                       else "") + ")"
+            )
         for c in self.classes:
             width = "absent" if c.width is None else f"width {c.width:.1f} px"
             lines.append(
@@ -167,11 +177,13 @@ def fingerprint_dataset(
 ) -> Fingerprint:
     """Read (or load from the cache) the fingerprint of ``split`` of the dataset at ``root``."""
     from unetlab.data import check_dataset
-    from unetlab.data.layouts import dataset_info
+    from unetlab.data.layouts import dataset_info, is_split_path
 
     info = dataset_info(root)
+    split, val_split = (str(Path(s).expanduser().resolve()) if is_split_path(s) else s
+                        for s in (split, val_split))
     ids = info.ids(split)
-    val_ids = info.ids(val_split) if val_split in info.splits else []
+    val_ids = info.ids(val_split) if info.load_split(val_split) else []
     key = _cache_key(info, split, val_split, ids + val_ids)
     path = _cache_dir() / f"{key}.json"
     if cache and path.is_file():
@@ -190,6 +202,7 @@ def fingerprint_dataset(
 def _measure(
     info: Any, report: Any, split: str, val_split: str, ids: list[str], val_ids: list[str]
 ) -> Fingerprint:
+    from unetlab.data.groups import shared_groups
     from unetlab.data.io import read_image, read_mask
 
     num_classes = report.num_classes
@@ -249,6 +262,8 @@ def _measure(
         classes=classes,
         ignored_share=float(report.ignored_pixels[split] / total) if total else 0.0,
         val_pixels=val_pixels,
+        val_split=val_split,
+        shared_groups=tuple(shared_groups(ids, val_ids)),
     )
 
 

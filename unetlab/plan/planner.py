@@ -222,12 +222,20 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
         f"the budget ({options.budget_seconds / 60:.1f} min) less "
         f"{options.seconds_spent:.0f} s spent planning; about {steps} steps predicted"
     )
+    if fp.shared_groups:
+        reasons["data.val_split"] = (
+            f"{fp.val_split}: WARNING its images come from sequences training also has ("
+            f"{', '.join(fp.shared_groups[:3])}): its scores flatter the model on new data; hold "
+            "out whole sequences: unetlab data split DATA --group auto --out lists/"
+        )
     normalization = {"mean": [round(m, 4) for m in fp.mean], "std": [round(s, 4) for s in fp.std]}
     reasons["data.normalization"] = "the training images' per-channel mean and std"
 
     config: dict[str, Any] = {
         "data": {
             "root": fp.root,
+            **({"train_split": fp.split} if fp.split != "train" else {}),
+            **({"val_split": fp.val_split} if fp.val_split != "val" else {}),
             "patch_size": patch,
             "batch_size": batch,
             "repeat": repeat,
