@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from unetlab.errors import UnetlabError
-from unetlab.fs.oserrors import os_error, translated
+from unetlab.fs.oserrors import is_os_level, os_error, translated
 from unetlab.fs.testpoint import pause_point
 
 _CREATED: set[str] = set()
@@ -176,9 +176,12 @@ def atomic_path(
     check_writable(path, overwrite)
     make_folder(path.parent)
     temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
-    with translated(path):
-        # 0o666: the kernel applies the umask, as for any file the user's programs create
+    try:  # 0o666: the kernel applies the umask, as for any file the user's programs create
         os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        if not is_os_level(exc):
+            raise
+        raise _about_target(exc, path) from None
     try:
         try:
             yield temp
@@ -188,11 +191,18 @@ def atomic_path(
             if durable:
                 _fsync_folder(path.parent)
         except OSError as exc:
-            raise os_error(exc, path) from None
+            raise _about_target(exc, path) from None
     finally:
         if os.path.lexists(temp):
             os.unlink(temp)
     _CREATED.add(os.path.abspath(path))
+
+
+def _about_target(exc: OSError, path: Path) -> UnetlabError:
+    """The error for ``path`` itself: the user never asked for the temp file the OS names."""
+    if exc.errno is None or exc.filename is None:
+        return os_error(exc, path)
+    return os_error(OSError(exc.errno, exc.strerror), path)
 
 
 def remove_stale_temps(path: str | Path) -> list[Path]:
