@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,7 @@ def fix_binary_masks(
     if not paths:
         raise UnetlabError("no mask images in this folder", mask_dir, "check the path")
     in_place = out_dir is None or Path(out_dir).resolve() == mask_dir.resolve()
-    target_dir = mask_dir if in_place else Path(out_dir)
+    target_dir = mask_dir if in_place or out_dir is None else Path(out_dir)
     report = FixBinaryReport()
     masks: dict[Path, np.ndarray] = {}
     for path in paths:
@@ -292,7 +293,7 @@ def tiff_stack_to_slices(
                     "the file may be truncated; re-export the stack",
                 ) from None
             target = names[index]
-            write_file(target, lambda h, f=frame: f.save(h, format="PNG"), overwrite=overwrite)
+            write_file(target, partial(frame.save, format="PNG"), overwrite=overwrite)
             written.append(target)
         return written
     finally:

@@ -11,6 +11,7 @@ byte, whatever the number of samples.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -55,7 +56,7 @@ def make_shapes_dataset(
         picture = Image.fromarray(image)
         write_file(
             root / "images" / f"{sample_id}.png",
-            lambda h, p=picture: p.save(h, format="PNG", compress_level=1),
+            partial(picture.save, format="PNG", compress_level=1),
             overwrite=overwrite,
         )
         write_mask(root / "masks" / f"{sample_id}.png", mask, CLASS_COLORS[:num_classes], overwrite)

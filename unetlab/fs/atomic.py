@@ -128,7 +128,7 @@ def make_folder(path: str | Path) -> Path:
 
 def write_file(
     path: str | Path,
-    write: Callable[[BinaryIO], None],
+    write: Callable[[BinaryIO], object],
     *,
     overwrite: bool = False,
     durable: bool = False,
