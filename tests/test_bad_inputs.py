@@ -865,7 +865,8 @@ def test_huge_image_is_tiled_in_bounded_memory(tmp_path) -> None:
         daemon=True,
     )
     reader.start()
-    peak, done, total, deadline = 0.0, 0, 0, time.monotonic() + 240
+    peak, done, total = 0.0, 0, 0
+    deadline = time.monotonic() + 900  # a hang guard only: no test depends on the speed
     try:
         while process.poll() is None and done < 3 and time.monotonic() < deadline:
             peak = max(peak, peak_rss_mb(process.pid))
@@ -880,7 +881,7 @@ def test_huge_image_is_tiled_in_bounded_memory(tmp_path) -> None:
         reader.join(timeout=5)
     stderr = b"".join(chunks).decode(errors="replace")
     assert "Traceback" not in stderr and "error" not in stderr.lower(), stderr
-    assert done >= 3, f"no tiles done within the time limit:\n{stderr[-2000:]}"
+    assert done >= 3, f"3 tiles not done within the 900 s hang guard:\n{stderr[-2000:]}"
     assert total == (HUGE // 512 + 1) ** 2  # 40 x 40 tiles of 512 (the last row/column cut)
     print(f"20000 x 20000: peak {peak:.0f} MiB while tiling ({done} of {total} tiles done)")
     assert peak < HUGE_TILING_LIMIT_MB, f"peak {peak:.0f} MiB while tiling"

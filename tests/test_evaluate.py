@@ -455,6 +455,52 @@ def test_cli_tta_scores_the_flip_averaged_prediction(tmp_path):
         np.testing.assert_array_equal(data["confusion_matrix"], expected[tta])
 
 
+def test_the_runs_own_tta_is_the_default_and_no_tta_turns_it_off(tmp_path):
+    """A run whose config chose ``inference.tta: flips`` (as a plan does) is evaluated, predicted
+    and exported with flip TTA unless the user says ``--no-tta``: the confusion matrices equal
+    the hand-written flip average and the plain output."""
+    checkpoint = tiny_unet_checkpoint(tmp_path / "model.pt")
+    payload = load_checkpoint(checkpoint)
+    payload["config"] = {"inference": {"tta": "flips"}}
+    payload.pop("path", None)
+    save_checkpoint(payload, checkpoint)
+    root = random_dataset(tmp_path / "data", n=2, size=(16, 20))
+    model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
+    expected = {False: np.zeros((3, 3), np.int64), True: np.zeros((3, 3), np.int64)}
+    for sample_id in ("s0", "s1"):
+        image = np.array(Image.open(root / "images" / f"{sample_id}.png"))
+        truth = np.array(Image.open(root / "masks" / f"{sample_id}.png"))
+        x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.25
+        with torch.no_grad():
+            for tta, logits in ((False, model(x)), (True, dihedral_mean(model, x))):
+                expected[tta] += brute_force_confusion(logits.argmax(1)[0].numpy(), truth, 3)
+    assert not np.array_equal(expected[False], expected[True])
+
+    for flags, tta in (([], True), (["--no-tta"], False), (["--tta"], True)):
+        out = tmp_path / f"out-{'-'.join(flags) or 'default'}"
+        argv = ["evaluate", checkpoint, "--data", str(root), "--out", str(out), "--panels", "0",
+                "--device", "cpu", *flags]
+        assert main(argv) == 0
+        data = json.loads((out / "report.json").read_text())
+        np.testing.assert_array_equal(data["confusion_matrix"], expected[tta])
+        assert data["tta"] == ("flips" if tta else False)
+
+    from unetlab.inference import open_model
+
+    image = np.array(Image.open(root / "images" / "s0.png"))
+    assert open_model(checkpoint, "cpu").options.tta == "flips"
+    assert open_model(checkpoint, "cpu", tta=False).options.tta is False
+    pytest.importorskip("onnxruntime")
+    from unetlab.export import export_onnx
+
+    exported = tmp_path / "model.onnx"
+    export_onnx(checkpoint, exported)
+    onnx_predictor = open_model(exported)
+    assert onnx_predictor.card.tta == "flips" and onnx_predictor.options.tta == "flips"
+    torch_labels = open_model(checkpoint, "cpu").predict(image).labels
+    np.testing.assert_array_equal(onnx_predictor.predict(image).labels, torch_labels)
+
+
 def test_cli_split_and_boundary_class_choose_what_is_scored(tmp_path, monkeypatch):
     """``--split test`` reads splits/test.txt and writes evaluation/test; ``--boundary-class
     cell`` makes the cells the separators of the Rand regions, as skimage scores them."""

@@ -190,7 +190,7 @@ def evaluate(
     device: str = "auto",
     batch_size: int = 1,
     threshold: float | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
     tta_rot90: bool = False,
     precision: str = "fp32",
     panels: int = 4,

@@ -64,7 +64,9 @@ class ModelCard:
 
     ``threshold``: the foreground threshold stored in an export (None for checkpoints; the rule
     that applies it is :func:`unetlab.inference.labels.resolve_threshold`); ``input_scale``: the
-    full-scale pixel value an export's graph expects; ``quantization``: how an int8 copy was made.
+    full-scale pixel value an export's graph expects; ``quantization``: how an int8 copy was made;
+    ``tta``: the test-time augmentation the run chose (``inference.tta``), the default of
+    predict, evaluate and serve.
     """
 
     path: str
@@ -80,6 +82,7 @@ class ModelCard:
     threshold: float | None = None
     input_scale: float = 255.0
     quantization: dict[str, Any] | None = None
+    tta: bool | str = False
 
     @property
     def num_classes(self) -> int:
@@ -155,6 +158,7 @@ class ModelCard:
             class_names=data.get("class_names"),
             class_colors=data.get("class_colors"),
             normalization=Normalization.from_dict(data) if has_stats else None,
+            tta=tta_setting(((checkpoint.get("config") or {}).get("inference") or {}).get("tta")),
         )
 
     @classmethod
@@ -173,6 +177,7 @@ class ModelCard:
                 threshold=None if stored is None else float(stored),
                 input_scale=float(metadata.get("input_scale", 255.0)),
                 quantization=metadata.get("quantization"),
+                tta=tta_setting(metadata.get("tta")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UnetlabError(
@@ -198,6 +203,7 @@ class ModelCard:
             "geometry": self.geometry.to_dict(),
             "size_multiple": self.geometry.multiple,
             "threshold": None if self.threshold is None else float(self.threshold),
+            "tta": self.tta or "off",
         }
         if self.quantization is not None:
             metadata["quantization"] = self.quantization
@@ -206,3 +212,10 @@ class ModelCard:
     def with_export_settings(self, *, threshold: float | None, input_scale: float) -> ModelCard:
         """This card as an export of it stores it (its threshold and input scale)."""
         return replace(self, format="onnx", threshold=threshold, input_scale=float(input_scale))
+
+
+def tta_setting(value: Any) -> bool | str:
+    """A stored ``inference.tta`` as the predictor takes it (``off``/absent: False)."""
+    if value in (None, False, "off", ""):
+        return False
+    return "flips" if value is True else str(value)

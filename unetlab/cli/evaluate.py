@@ -65,7 +65,7 @@ def evaluate(
     device: str,
     batch_size: int,
     threshold: float | None,
-    tta: bool,
+    tta: bool | None,
     tta_rot90: bool,
     tile: int,
     overlap: float,

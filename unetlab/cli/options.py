@@ -59,20 +59,22 @@ def threshold_option() -> Callable[[F], F]:
 
 
 def tta_options() -> Callable[[F], F]:
-    """``--tta`` and ``--tta-rot90``; read them with :func:`tta_mode`."""
+    """``--tta/--no-tta`` and ``--tta-rot90``; read them with :func:`tta_mode`."""
 
     def decorate(function: F) -> F:
         function = click.option(
             "--tta-rot90", is_flag=True, help="With --tta: add the 90-degree rotations (8x)."
         )(function)
         return click.option(
-            "--tta", is_flag=True, help="Average over flipped copies (4x slower)."
+            "--tta/--no-tta", default=None,
+            help="Average over flipped copies (4x slower), or not. Default: the model's "
+            "own choice (its run's inference.tta; off unless its plan chose it).",
         )(function)
 
     return decorate
 
 
-def tta_mode(tta: bool, tta_rot90: bool) -> bool | str:
+def tta_mode(tta: bool | None, tta_rot90: bool) -> bool | str | None:
     """The ``tta`` value of the Python API for the two flags."""
     from unetlab.inference.tta import mode_from_flags
 

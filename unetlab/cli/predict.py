@@ -61,7 +61,7 @@ def predict(
     out_dir: str,
     alpha: float,
     threshold: float | None,
-    tta: bool,
+    tta: bool | None,
     tta_rot90: bool,
     tile: int,
     overlap: float,

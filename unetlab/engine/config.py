@@ -304,6 +304,15 @@ class TrainConfig(Section):
         return self.mode == "max" or (self.mode == "auto" and not self.best_metric.endswith("loss"))
 
 
+class InferenceConfig(Section):
+    """How the trained model is used: stored in its checkpoint and its exports, the default of
+    ``unetlab predict``, ``evaluate`` and ``serve`` (their flags override it)."""
+
+    tta: Literal["off", "hflip", "flips", "flips+rot90"] = "off"
+    """Test-time augmentation: average over mirrored (and rotated) copies. hflip (2x the
+    inference time) for images with an up, flips (4x) or flips+rot90 (8x) for images without."""
+
+
 class RunConfig(Section):
     """Everything a training run needs; ``unetlab train`` writes it to ``RUN/config.yaml``."""
 
@@ -320,6 +329,7 @@ class RunConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
     _notes: list[str] = PrivateAttr(default_factory=list)
 
     @property

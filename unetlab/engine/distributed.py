@@ -116,11 +116,22 @@ def barrier(context: DistContext) -> None:
 def max_over_ranks(context: DistContext, *values: float) -> list[float]:
     """Each value's maximum over all ranks, in one small all-reduce: how the ranks agree on
     "stop now" flags and on the training clock (so they use the same learning rate)."""
+    return _reduce_over_ranks(context, "max", values)
+
+
+def sum_over_ranks(context: DistContext, *values: float) -> list[float]:
+    """Each value's sum over all ranks, in one small all-reduce: per-rank tallies (the epoch's
+    loss sum and step count) made into the run's totals."""
+    return _reduce_over_ranks(context, "sum", values)
+
+
+def _reduce_over_ranks(context: DistContext, how: str, values: tuple[float, ...]) -> list[float]:
     if not context.distributed:
         return [float(v) for v in values]
     device = context.device if context.device.type == "cuda" else torch.device("cpu")
     tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    op = dist.ReduceOp.MAX if how == "max" else dist.ReduceOp.SUM
+    dist.all_reduce(tensor, op=op)
     return [float(v) for v in tensor.tolist()]
 
 

@@ -96,7 +96,7 @@ def evaluate(
     batch_size: int = 1,
     num_panels: int = 4,
     threshold: float | None = None,
-    tta: bool | str = False,
+    tta: bool | str | None = None,
     boundary_class: int | str | None = None,
     verbose: bool = False,
     precision: str = DEFAULT_PRECISION,
@@ -111,7 +111,8 @@ def evaluate(
     normalisation, an export's threshold). Writes ``report.json``, ``confusion_matrix.png`` and
     ``panels/<id>.png`` (the first ``num_panels`` images) into ``out_dir`` (default
     ``RUN/evaluation/<split>``). ``device``, ``precision``, ``threshold`` (binary models),
-    ``tta`` and ``batch_size`` mean what they mean for ``unetlab predict``; ``boundary_class``
+    ``tta`` (None: the model's own) and ``batch_size`` mean what they mean for ``unetlab
+    predict``; ``boundary_class``
     picks the region separator of the Rand error (:mod:`unetlab.engine.regions`).
     ``tile``, ``overlap`` and ``blend`` (tile weights) cut large images as predict does.
     ``verbose`` prints :meth:`EvaluationReport.summary`. Existing outputs are never replaced
@@ -174,7 +175,7 @@ def evaluate(
         confusion=matrix.matrix,
         region_scores=region_scores.summary() if region_scores is not None else None,
         threshold=predictor.options.threshold,
-        tta=tta,
+        tta=predictor.options.tta,
         out_dir=out,
         table=matrix.format_table(list(card.class_names)),
         model=dict(predictor.settings),

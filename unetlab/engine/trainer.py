@@ -98,7 +98,9 @@ class _State:
     epoch: int = 0  # completed epochs
     global_step: int = 0
     step_in_epoch: int = 0  # > 0 only while resuming in the middle of an epoch
-    loss_sum: float = 0.0  # of the epoch in progress
+    # this rank's share of the epoch in progress; the run's totals are their sum over ranks
+    # (a resumed rank 0 also carries the totals of the steps before the interrupt)
+    loss_sum: float = 0.0
     loss_count: int = 0
     epoch_seconds: float = 0.0
     elapsed: float = 0.0  # seconds of earlier sessions of this run (for the time limit)
@@ -531,11 +533,13 @@ class Trainer:
 
     def _epoch_row(self, validate: bool) -> dict[str, Any]:
         state = self.state
-        train_loss = state.loss_sum / max(state.loss_count, 1)
+        loss_sum, loss_count = dist_utils.sum_over_ranks(
+            self.context, state.loss_sum, state.loss_count
+        )
         row: dict[str, Any] = {
             "epoch": state.epoch,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "train_loss": _mean_over_ranks(self.context, train_loss),
+            "train_loss": loss_sum / max(loss_count, 1),
         }
         if validate:
             row.update(self._validate())
@@ -612,14 +616,15 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def _payload(
-        self, partial: bool, metrics: dict[str, Any] | None, rng: list[Any] | None
+        self,
+        metrics: dict[str, Any] | None,
+        rng: list[Any] | None,
+        position: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """The checkpoint; ``position`` only for a ``last.pt`` saved in the middle of an epoch."""
         state = self.state
-        position = {
-            "step_in_epoch": state.step_in_epoch if partial else 0,
-            "loss_sum": state.loss_sum if partial else 0.0,
-            "loss_count": state.loss_count if partial else 0,
-            "epoch_seconds": state.epoch_seconds if partial else 0.0,
+        position = position or {
+            "step_in_epoch": 0, "loss_sum": 0.0, "loss_count": 0, "epoch_seconds": 0.0
         }
         return {
             "model": dict(unwrap(self.model).spec),
@@ -647,8 +652,19 @@ class Trainer:
 
     def _save_last(self, partial: bool, metrics: dict[str, Any] | None = None) -> None:
         self._check_weights_finite()
+        state = self.state
         rng = dist_utils.gather_objects(self.context, capture_rng())  # every rank's generators
-        payload = self._payload(partial, metrics, rng)
+        # the epoch's loss so far over every rank, not rank 0's share: all ranks call this
+        loss_sum, loss_count = dist_utils.sum_over_ranks(
+            self.context, state.loss_sum, state.loss_count
+        )
+        position = {
+            "step_in_epoch": state.step_in_epoch,
+            "loss_sum": loss_sum,
+            "loss_count": int(loss_count),
+            "epoch_seconds": state.epoch_seconds,
+        }
+        payload = self._payload(metrics, rng, position if partial else None)
         if self.main:
             save_checkpoint(payload, self.last_path)
             write_metrics_csv(self.run_dir / "metrics.csv", self.state.history)
@@ -656,7 +672,7 @@ class Trainer:
 
     def _save_best(self, metrics: dict[str, Any]) -> None:
         if self.main:
-            payload = self._payload(False, metrics, rng=None)
+            payload = self._payload(metrics, rng=None)
             payload.pop("optimizer")  # best.pt is for using the model, not for resuming
             save_checkpoint(payload, self.best_path)
 
@@ -674,8 +690,9 @@ class Trainer:
         state.epoch = int(checkpoint["epoch"])
         state.global_step = int(checkpoint["global_step"])
         state.step_in_epoch = int(position.get("step_in_epoch", 0))
-        state.loss_sum = float(position.get("loss_sum", 0.0))
-        state.loss_count = int(position.get("loss_count", 0))
+        if self.context.is_main:  # the totals over ranks; the other ranks' shares start at 0
+            state.loss_sum = float(position.get("loss_sum", 0.0))
+            state.loss_count = int(position.get("loss_count", 0))
         state.epoch_seconds = float(position.get("epoch_seconds", 0.0))
         state.elapsed = float(checkpoint.get("scheduler", {}).get("elapsed", 0.0))
         state.history = [dict(row) for row in checkpoint.get("history", [])]
@@ -790,8 +807,3 @@ def _centre_crop(
 
     size_hw = (int(size[0]), int(size[1]))
     return crop_to(masks, size_hw), None if weight is None else crop_to(weight, size_hw)
-
-
-def _mean_over_ranks(context: DistContext, value: float) -> float:
-    values = dist_utils.gather_objects(context, value)
-    return float(sum(values) / len(values))  # type: ignore[arg-type]

@@ -108,6 +108,7 @@ def export_onnx(
         threshold=threshold,
         tolerance=tolerance,
         source=card.path,
+        tta=card.tta,
         overwrite=overwrite,
     )
 
@@ -146,8 +147,10 @@ def _export_into(
     threshold: float = 0.5,
     tolerance: float = 1e-4,
     source: str | Path | None = None,
+    tta: bool | str = False,
 ) -> ExportReport:
-    """:func:`export_model` into ``out_path`` (a temp file) directly."""
+    """:func:`export_model` into ``out_path`` (a temp file) directly; ``tta``: the run's
+    test-time augmentation, stored as the export's default."""
     onnx, ort = _require_onnx()
     started = time.perf_counter()
     model = model.eval()
@@ -175,6 +178,7 @@ def _export_into(
         normalization=normalization,
         threshold=float(threshold),
         input_scale=float(input_scale),
+        tta=tta,
     )
     metadata = {
         **card.to_onnx_metadata(),

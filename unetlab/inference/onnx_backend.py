@@ -19,6 +19,7 @@ from unetlab.artifacts.card import ModelCard
 from unetlab.artifacts.onnx_file import full_scale, open_session, read_metadata
 from unetlab.inference.core import ArrayPredictor, PredictOptions
 from unetlab.inference.labels import resolve_threshold
+from unetlab.inference.tta import resolve_tta
 
 
 class OnnxPredictor(ArrayPredictor):
@@ -54,6 +55,7 @@ class OnnxPredictor(ArrayPredictor):
         options["threshold"] = resolve_threshold(
             self.card.out_channels, options.get("threshold"), self.card.threshold, self.path
         )
+        options["tta"] = resolve_tta(options.get("tta"), self.card)
         super().__init__(
             self._run,
             self._prepare,

@@ -105,11 +105,13 @@ def open_checkpoint(
     from unetlab.inference.core import PredictOptions
     from unetlab.inference.labels import resolve_threshold
     from unetlab.inference.predictor import Predictor
+    from unetlab.inference.tta import resolve_tta
 
     card, model = load_network(path)
     options["threshold"] = resolve_threshold(
         card.out_channels, options.get("threshold"), card.threshold, card.path
     )
+    options["tta"] = resolve_tta(options.get("tta"), card)
     return Predictor(
         model,
         card.normalization,

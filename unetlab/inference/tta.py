@@ -47,11 +47,22 @@ def transforms(mode: str | bool) -> list[tuple[int, tuple[int, ...]]]:
     raise ValueError(f"unknown TTA mode {mode!r}: use one of {MODES}")
 
 
-def mode_from_flags(flips: bool, rot90: bool) -> bool | str:
-    """The TTA mode of the ``--tta`` / ``--tta-rot90`` flags (and their API keywords)."""
+def mode_from_flags(flips: bool | None, rot90: bool) -> bool | str | None:
+    """The TTA mode of the ``--tta/--no-tta`` / ``--tta-rot90`` flags (and their API keywords);
+    None (neither flag given): the model's own choice, see :func:`resolve_tta`."""
     if rot90:
         return "flips+rot90"
+    if flips is None:
+        return None
     return "flips" if flips else False
+
+
+def resolve_tta(asked: bool | str | None, card: Any) -> bool | str:
+    """The TTA a prediction uses: what was asked, else what the model's card stores (the run's
+    ``inference.tta``, chosen by ``unetlab plan``), else none."""
+    if asked is not None:
+        return asked
+    return card.tta if card is not None else False
 
 
 def apply(x: Array, rotation: int, flip: tuple[int, ...]) -> Array:

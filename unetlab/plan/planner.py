@@ -202,6 +202,13 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
         "off: its CPU cost buys fewer steps than it is worth (ablation)"
     )
 
+    tta = "flips+rot90" if free else "hflip"
+    reasons["inference.tta"] = (
+        f"{tta}: the symmetries training augmented with, averaged at prediction "
+        f"({'8' if free else '2'}x the inference time; measured better on every score of "
+        "isbi2012 and weizmann_horse, docs/benchmarks.md); predict/evaluate --no-tta turn it off"
+    )
+
     loss, why_loss, class_weights, why_weights = _choose_loss(fp)
     reasons["loss.name"] = why_loss
     if class_weights:
@@ -260,6 +267,7 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
             "device": options.device,
             "time_limit_minutes": round(seconds / 60.0, 3),
         },
+        "inference": {"tta": tta},
     }
     return Plan(config, reasons, fp, list(timings), predicted_steps=steps)
 
