@@ -13,6 +13,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 LAYERS = [
     "base",  # unetlab/__init__.py, errors.py, _lazy.py
+    "fs",
     "data",
     "models",
     "metrics",

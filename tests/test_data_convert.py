@@ -126,8 +126,10 @@ def test_labelme_referenced_image_and_bad_labels(rng, tmp_path):
     assert "ref.json" in str(caught.value)
     line = {"label": "cat", "shape_type": "line", "points": [[0, 0], [5, 5]]}
     bad = _labelme_file(tmp_path / "line.json", [line], image, embed=False)
-    with pytest.raises(UnetlabError, match="no area"):
-        labelme_to_masks(bad, ["_background_", "cat"], tmp_path / "m")
+    notes: list[str] = []  # a shape without an area is skipped with a note, not fatal
+    (mask_path,) = labelme_to_masks(bad, ["_background_", "cat"], tmp_path / "m", notes=notes)
+    assert not read_mask(mask_path).any()
+    assert len(notes) == 1 and "line" in notes[0] and "no area" in notes[0]
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(UnetlabError, match="not a readable JSON"):
         labelme_to_masks(tmp_path / "broken.json", ["_background_", "cat"], tmp_path / "m")

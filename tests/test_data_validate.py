@@ -100,6 +100,11 @@ def duplicate_id(root):
 
 
 def binary_mask_among_index_masks(root):
+    """A 0/255 mask among the 0/1 masks of a two-class dataset (in a multi-class dataset a 0/255
+    mask is an object-less mask with an ignore band: unetlab.data.binary)."""
+    (root / "classes.txt").write_text("background\nshape\n")
+    for path in sorted((root / "masks").glob("*.png")):
+        Image.fromarray((np.asarray(Image.open(path)) > 0).astype(np.uint8)).save(path)
     mask = np.where(np.asarray(Image.open(_mask(root, 1))) > 0, 255, 0).astype(np.uint8)
     mask[0, 0] = 255
     Image.fromarray(mask).save(_mask(root, 1))

@@ -1,6 +1,6 @@
 """Ctrl-C during ``unetlab train``: the step finishes, last.pt is saved, the exit is clean.
 
-The child holds at a known step (``UNETLAB_TEST_HOLD=STEP:FILE``, a test hook in the trainer)
+The child holds at a known step (the ``after-step:STEP`` pause point, :mod:`unetlab.fs.testpoint`)
 until the test has signalled it, so a fast machine cannot finish the run first."""
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 def start_training(args: list[str], cwd: Path, hold: str | None = None) -> subprocess.Popen:
     """``unetlab train ARGS`` in a subprocess whose output we read line by line; ``hold``
     (``STEP:FILE``) makes it wait after global step STEP until FILE exists."""
-    env = ENV if hold is None else {**ENV, "UNETLAB_TEST_HOLD": hold}
+    env = dict(ENV)
+    if hold is not None:
+        step, _, release = hold.partition(":")
+        env.update(UNETLAB_PAUSE_AT=f"after-step:{step}", UNETLAB_PAUSE_RELEASE=release)
     return subprocess.Popen(
         [sys.executable, "-m", "unetlab.cli.main", "train", *args],
         cwd=cwd,

@@ -194,7 +194,10 @@ def run_command(argv: list[str], folder: Path) -> None:
         return
     is_training = "train" in argv and argv[0] in ("unetlab", "torchrun")
     if is_training:
-        argv = [*argv, *(f"--set={item}" for item in TINY_TRAINING)]
+        tiny = TINY_TRAINING
+        if "--resume" in argv:  # the tour's run finished its one epoch: resuming trains one more
+            tiny = tuple("train.epochs=2" if item == "train.epochs=1" else item for item in tiny)
+        argv = [*argv, *(f"--set={item}" for item in tiny)]
     if argv[:2] == ["unetlab", "serve"]:
         serve_once(argv[2:], folder)
     elif argv[0] == "unetlab":

@@ -23,6 +23,7 @@ from unetlab.engine.checkpoint import load_checkpoint, model_from_checkpoint, sa
 from unetlab.engine.config import load_config
 from unetlab.engine.rng import capture_rng, restore_rng
 from unetlab.errors import UnetlabError
+from unetlab.fs import atomic as atomic_module
 from unetlab.models import build_model, load_encoder_weights
 from unetlab.models.encoders import MobileNetV2Encoder
 
@@ -269,16 +270,24 @@ def failing(error: BaseException):
     return fail
 
 
-CRASHES = {  # name: (module used by checkpoint.py, its function, replacement, what is raised)
-    "disk full mid-write": ("torch", "save", half_written_then(OSError(28, "No space")), OSError),
+CRASHES = {  # name: ((module, function, replacement) patched, what is raised)
+    # an OS error reaches the user as a UnetlabError naming the file (unetlab.fs.oserrors)
+    "disk full mid-write": (
+        [(checkpoint_module.torch, "save", half_written_then(OSError(28, "No space")))],
+        UnetlabError,
+    ),
     "Ctrl-C mid-write": (
-        "torch",
-        "save",
-        half_written_then(KeyboardInterrupt()),
+        [(checkpoint_module.torch, "save", half_written_then(KeyboardInterrupt()))],
         KeyboardInterrupt,
     ),
-    "fsync fails": ("os", "fsync", failing(OSError(5, "Input/output error")), OSError),
-    "rename fails": ("os", "replace", failing(PermissionError(13, "Denied")), PermissionError),
+    "fsync fails": ([(atomic_module.os, "fsync", failing(OSError(5, "I/O error")))], UnetlabError),
+    "rename fails": (
+        [
+            (atomic_module.os, "replace", failing(PermissionError(13, "Denied"))),
+            (atomic_module.os, "link", failing(PermissionError(13, "Denied"))),
+        ],
+        UnetlabError,
+    ),
 }
 
 
@@ -292,8 +301,9 @@ def test_crash_during_save_keeps_the_previous_file(crash, had_previous, tmp_path
         save_checkpoint(payload_of(old_model, epoch=1), path)
     before = path.read_bytes() if had_previous else None
 
-    module, name, replacement, raised = CRASHES[crash]
-    monkeypatch.setattr(getattr(checkpoint_module, module), name, replacement)
+    patches, raised = CRASHES[crash]
+    for module, name, replacement in patches:
+        monkeypatch.setattr(module, name, replacement)
     with pytest.raises(raised):
         save_checkpoint(payload_of(tiny_model(), epoch=2), path)
     monkeypatch.undo()

@@ -210,6 +210,7 @@ def evaluate(
     save_postprocessing: bool = False,
     threads: int | None = None,
     quiet: bool = False,
+    overwrite: bool = False,
     **renamed: Any,
 ) -> EvaluationReport:
     """Score a run folder, a ``.pt`` checkpoint or an exported ``.onnx`` file on ``data``'s
@@ -224,11 +225,13 @@ def evaluate(
     post-processing as the command line does.
     ``threads``: CPU threads (``--threads``; :mod:`unetlab.threads`); ``quiet``: no progress
     bar.
+    The files of an earlier evaluation in ``out`` are replaced only with ``overwrite=True``.
     """
     from unetlab.threads import configure_threads
 
     configure_threads(threads)  # before torch loads (the engine imports it)
     from unetlab.engine.evaluate import evaluate as run_evaluation
+    from unetlab.fs.atomic import overwriting
     from unetlab.inference.postprocessing import from_flags
     from unetlab.inference.tta import mode_from_flags
 
@@ -248,16 +251,17 @@ def evaluate(
         raise TypeError(f"evaluate() got unexpected keyword(s): {', '.join(sorted(renamed))}")
     if given["run"] is None or given["data"] is None:
         raise TypeError("evaluate() needs a run (folder, .pt or .onnx) and data (the dataset)")
-    return run_evaluation(
-        given["run"], given["data"], split=split, out_dir=given["out"], device=device,
-        batch_size=batch_size, threshold=threshold,
-        tta=mode_from_flags(tta, tta_rot90),
-        boundary_class=boundary_class, verbose=verbose, precision=precision,
-        num_panels=given["worst"], tile=tile, overlap=overlap, tile_weights=tile_weights,
-        postprocessing=from_flags(min_size, keep_largest, fill_holes, no_postprocessing),
-        save_postprocessing=save_postprocessing,
-        threads=threads, progress=not quiet,
-    )  # fmt: skip
+    with overwriting(overwrite):
+        return run_evaluation(
+            given["run"], given["data"], split=split, out_dir=given["out"], device=device,
+            batch_size=batch_size, threshold=threshold,
+            tta=mode_from_flags(tta, tta_rot90),
+            boundary_class=boundary_class, verbose=verbose, precision=precision,
+            num_panels=given["worst"], tile=tile, overlap=overlap, tile_weights=tile_weights,
+            postprocessing=from_flags(min_size, keep_largest, fill_holes, no_postprocessing),
+            save_postprocessing=save_postprocessing,
+            threads=threads, progress=not quiet,
+        )  # fmt: skip
 
 
 def predict(
@@ -285,6 +289,7 @@ def predict(
     keep_largest: str | Sequence[int | str] | None = None,
     fill_holes: str | Sequence[int | str] | bool | None = None,
     no_postprocessing: bool = False,
+    overwrite: bool = False,
 ) -> tuple[list[Written], Path]:
     """Predict images, folders, glob patterns or videos with ``model`` (a run folder, ``.pt``
     or ``.onnx``) into ``out``, as ``unetlab predict MODEL INPUT... --out OUT`` does (same
@@ -294,7 +299,8 @@ def predict(
     ``K x H x W``); ``masks``: also one index mask per video frame in ``NAME_masks/``;
     ``quiet``: no progress bars; ``verbose``: a line per input; ``min_size``,
     ``keep_largest``, ``fill_holes`` and ``no_postprocessing`` choose the post-processing
-    (default: the one stored with the model), as for :func:`evaluate`.
+    (default: the one stored with the model), as for :func:`evaluate`. Existing files in
+    ``out`` are replaced only with ``overwrite``.
     """
     from unetlab.threads import configure_threads
 
@@ -318,7 +324,7 @@ def predict(
         print(f"post-processing: {steps.describe(predictor.class_names)}")
     return predict_files(
         predictor, found, out, alpha, progress=not quiet, verbose=verbose,
-        save_probs=save_probs, masks=masks,
+        save_probs=save_probs, masks=masks, overwrite=overwrite,
     )  # fmt: skip
 
 

@@ -40,30 +40,77 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``); a file or a run folder."""
     path = resolve_checkpoint(path)
+    from unetlab.fs.filekind import PICKLE, TORCH_ZIP, sniff
+    from unetlab.fs.oserrors import translated
+
+    with translated(path, "read the checkpoint"):
+        kind = sniff(path)
+    if kind not in (TORCH_ZIP, PICKLE):
+        raise not_a_checkpoint(path, kind)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UnetlabError(
-            "refused to load: the file holds Python objects other than weights, which could run "
-            f"code when loaded ({first_line(exc)})",
+            "refused to load: the file holds Python objects other than weights"
+            f"{forbidden_object(exc)}, which could run code when loaded",
             path,
             "only load checkpoints you trust; unetlab's own checkpoints load safely",
         ) from None
-    except Exception as exc:  # truncated, zero-byte, or not a torch file at all
+    except Exception as exc:  # truncated, or a damaged torch file (sniff met any OS error)
+        raise unreadable_checkpoint(path, exc) from None
+    if isinstance(payload, dict) and "model" not in payload and payload and all(
+        isinstance(v, torch.Tensor) for v in payload.values()
+    ):
         raise UnetlabError(
-            f"not a readable checkpoint ({type(exc).__name__}: {first_line(exc)})",
+            f"this holds bare weights (a state_dict of {len(payload)} tensors, e.g. "
+            f"'{next(iter(payload))}'), not a unetlab checkpoint: the model name, classes and "
+            "normalisation needed to use them are missing",
             path,
-            "the file may be truncated or not a unetlab checkpoint; use checkpoints/last.pt "
-            "or retrain",
-        ) from None
+            "use a checkpoint written by 'unetlab train' (RUN/checkpoints/best.pt); weights for "
+            "an encoder (torchvision layout) are loaded with --set model.pretrained=FILE when "
+            "training",
+        )
     if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:
         raise UnetlabError(
             "this is a torch file but not a unetlab checkpoint (no 'model' and 'state_dict')",
             path,
-            "to start from plain weights use --pretrained for an encoder instead",
+            "use a checkpoint written by 'unetlab train' (RUN/checkpoints/best.pt or last.pt)",
         )
     payload["path"] = str(path)
     return payload
+
+
+def not_a_checkpoint(path: Path, kind: str) -> UnetlabError:
+    """The error for a file whose leading bytes show it is no torch file at all."""
+    from unetlab.fs.filekind import DESCRIPTIONS, EMPTY, ONNX
+
+    hint = {
+        ONNX: f"an .onnx file is used as it is: unetlab predict {path} IMAGE, unetlab evaluate "
+        f"{path} --data DATA; rename it to end in .onnx",
+        EMPTY: "the write was cut short (a crash or a full disk); use checkpoints/last.pt or "
+        "retrain",
+    }.get(kind, "pass a checkpoint written by 'unetlab train' (RUN/checkpoints/best.pt)")
+    return UnetlabError(f"refused to load: {DESCRIPTIONS[kind]}", path, hint)
+
+
+def unreadable_checkpoint(path: Path, exc: BaseException) -> UnetlabError:
+    return UnetlabError(
+        f"not a readable checkpoint ({type(exc).__name__}: {first_line(exc)})",
+        path,
+        "the file may be truncated or damaged; use checkpoints/last.pt or retrain",
+    )
+
+
+def forbidden_object(exc: BaseException) -> str:
+    """`` (os.system)``: the object torch refused, from its message; torch's advice to retry
+    with ``weights_only=False`` is never passed on (it is unsafe, and often wrong)."""
+    import re
+
+    for pattern in (r"GLOBAL ([\w.]+)", r"Unsupported class ([\w.]+)"):
+        found = re.search(pattern, str(exc))
+        if found:
+            return f" (it refers to {found.group(1)})"
+    return ""
 
 
 def first_line(exc: BaseException) -> str:

@@ -134,7 +134,8 @@ def split(
     "--classes",
     "classes",
     required=True,
-    help="Class names in index order, background first: _background_,cat,dog",
+    help="Class names in index order, background first: _background_,cat,dog (or a file "
+    "with one name per line).",
 )
 @click.option(
     "--out",
@@ -143,12 +144,19 @@ def split(
     required=True,
     help="Dataset folder to write (images/, masks/, classes.txt).",
 )
-def labelme(source: Path, classes: str, out: Path) -> None:
-    """Convert labelme JSON files (SOURCE: a .json file or a folder of them) to index masks."""
-    from unetlab.data.labelme import labelme_to_dataset
+@click.option(
+    "--overwrite", is_flag=True, help="Replace output files that exist already."
+)
+def labelme(source: Path, classes: str, out: Path, overwrite: bool) -> None:
+    """Convert labelme JSON files (SOURCE: a .json file or a folder of them) to index masks.
 
-    names = [name.strip() for name in classes.split(",") if name.strip()]
-    written = labelme_to_dataset(source, names, out)
+    --classes takes the names (background first) or a classes file, one name per line."""
+    from unetlab.data.labelme import class_names_from, labelme_to_dataset
+
+    notes: list[str] = []
+    written = labelme_to_dataset(source, class_names_from(classes), out, overwrite, notes)
+    for note in notes:
+        click.echo(f"note: {note}")
     click.echo(
         f"wrote {len(written)} mask(s) to {out / 'masks'} and their images to "
         f"{out / 'images'}; next: unetlab data split {out}"
@@ -164,11 +172,17 @@ def labelme(source: Path, classes: str, out: Path) -> None:
     default=None,
     help="Write the fixed masks here instead of in place.",
 )
-def fix_binary(mask_dir: Path, out: Path | None) -> None:
-    """Rewrite 0/255 masks in MASK_DIR as 0/1 (255 means 'ignore' to unetlab)."""
+@click.option(
+    "--overwrite", is_flag=True, help="Replace output files that exist already."
+)
+def fix_binary(mask_dir: Path, out: Path | None, overwrite: bool) -> None:
+    """Rewrite 0/255 masks in MASK_DIR as 0/1 (255 means 'ignore' to unetlab).
+
+    Only masks that are 0/255 are rewritten; 0/255 masks of a dataset where 255 is the ignore
+    label, and masks that share an id with another file, are left unchanged and listed."""
     from unetlab.data.convert import fix_binary_masks
 
-    report = fix_binary_masks(mask_dir, out)
+    report = fix_binary_masks(mask_dir, out, overwrite)
     click.echo(f"converted {len(report.converted)} 0/255 mask(s) to 0/1 in {out or mask_dir}")
     if report.unchanged:
         click.echo(f"{len(report.unchanged)} mask(s) were 0/1 already")
@@ -202,7 +216,12 @@ def _colour(text: str | None) -> tuple[int, int, int] | None:
     help="Folder for the index masks (not the folder of the colour masks).",
 )
 @click.option("--ignore-color", metavar="R,G,B", help="A colour to write as 255 (ignored).")
-def rgb_to_index(masks: Path, palette: str, out: Path, ignore_color: str | None) -> None:
+@click.option(
+    "--overwrite", is_flag=True, help="Replace output files that exist already."
+)
+def rgb_to_index(
+    masks: Path, palette: str, out: Path, ignore_color: str | None, overwrite: bool
+) -> None:
     """Convert RGB colour masks (MASKS: a file or a folder) to index masks, one class per
     palette colour; a mask with a colour not in the palette is refused, naming the colour and
     its pixels.
@@ -215,7 +234,7 @@ def rgb_to_index(masks: Path, palette: str, out: Path, ignore_color: str | None)
     from unetlab.data.colour_masks import read_palette, rgb_to_index
 
     chosen = read_palette(palette, _colour(ignore_color))
-    report = rgb_to_index(masks, chosen, out)
+    report = rgb_to_index(masks, chosen, out, overwrite)
     click.echo(f"wrote {len(report.written)} index mask(s) to {out}")
     if chosen.names:
         click.echo(
@@ -234,11 +253,14 @@ def rgb_to_index(masks: Path, palette: str, out: Path, ignore_color: str | None)
     help="Folder for the PNG slices.",
 )
 @click.option("--prefix", default="", help="File name prefix of the slices.")
-def tiff(stack: Path, out: Path, prefix: str) -> None:
+@click.option(
+    "--overwrite", is_flag=True, help="Replace output files that exist already."
+)
+def tiff(stack: Path, out: Path, prefix: str, overwrite: bool) -> None:
     """Split a multi-page TIFF STACK into one PNG per page (8/16-bit kept)."""
     from unetlab.data.convert import tiff_stack_to_slices
 
-    written = tiff_stack_to_slices(stack, out, prefix)
+    written = tiff_stack_to_slices(stack, out, prefix, overwrite)
     click.echo(f"wrote {len(written)} slice(s): {written[0]} .. {written[-1]}")
 
 

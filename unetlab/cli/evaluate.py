@@ -68,6 +68,9 @@ from unetlab.cli.options import (
 )
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the outputs of an earlier evaluation."
+)
 def evaluate(
     checkpoint: Path,
     data_root: Path,
@@ -91,6 +94,7 @@ def evaluate(
     boundary_class: str | None,
     threads: int | None,
     quiet: bool,
+    overwrite: bool,
 ) -> None:
     """Per-class IoU/recall/precision/Dice, mIoU, pixel accuracy and mPA of a trained model
     (a run folder, a .pt checkpoint, or an exported .onnx file, fp32 or int8), scored on the
@@ -100,25 +104,29 @@ def evaluate(
     (every image's scores, worst first), a confusion-matrix PNG and panels of the worst images.
     """
     from unetlab.engine.evaluate import evaluate as run_evaluation
+    from unetlab.fs.atomic import overwriting
 
-    report = run_evaluation(
-        checkpoint,
-        data_root,
-        split=split,
-        out_dir=out_dir,
-        device=device,
-        batch_size=batch_size,
-        num_panels=num_panels,
-        threshold=threshold,
-        tta=tta_mode(tta, tta_rot90),
-        tile=tile,
-        overlap=overlap,
-        tile_weights=tile_weights,
-        precision=precision,
-        boundary_class=boundary_class,
-        postprocessing=postprocessing_from(min_size, keep_largest, fill_holes, no_postprocessing),
-        save_postprocessing=save_postprocessing,
-        threads=threads,
-        progress=not quiet,
-    )
+    with overwriting(overwrite):
+        report = run_evaluation(
+            checkpoint,
+            data_root,
+            split=split,
+            out_dir=out_dir,
+            device=device,
+            batch_size=batch_size,
+            num_panels=num_panels,
+            threshold=threshold,
+            tta=tta_mode(tta, tta_rot90),
+            tile=tile,
+            overlap=overlap,
+            tile_weights=tile_weights,
+            precision=precision,
+            boundary_class=boundary_class,
+            postprocessing=postprocessing_from(
+                min_size, keep_largest, fill_holes, no_postprocessing
+            ),
+            save_postprocessing=save_postprocessing,
+            threads=threads,
+            progress=not quiet,
+        )
     click.echo(report.summary())

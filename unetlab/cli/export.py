@@ -49,6 +49,11 @@ import click
     show_default=True,
     type=click.Choice(["minmax", "entropy", "percentile"]),
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace output files that exist already (never done without it).",
+)
 def export(
     checkpoint: str,
     fmt: str,
@@ -60,11 +65,13 @@ def export(
     calibration_split: str,
     calibration_images: int,
     calibration_method: str,
+    overwrite: bool,
 ) -> None:
     """Export a checkpoint to ONNX (normalisation inside the graph, class names as metadata)
     and check ONNX Runtime against torch; with --int8, also an int8 copy for fast CPUs."""
     from unetlab.artifacts.checkpoint import resolve_checkpoint
     from unetlab.export.onnx import export_onnx
+    from unetlab.fs.atomic import refuse_existing
 
     source = resolve_checkpoint(checkpoint)
     if calibration is not None:
@@ -72,7 +79,12 @@ def export(
 
         dataset_info(calibration).ids(calibration_split)  # a bad dataset fails before exporting
     target = Path(out_path) if out_path else source.with_suffix(".onnx")
-    report = export_onnx(source, target, opset=opset, input_scale=input_scale, threshold=threshold)
+    int8_target = target.with_suffix(".int8.onnx")
+    refuse_existing([target, *([int8_target] if calibration else [])], overwrite, [source])
+    report = export_onnx(
+        source, target, opset=opset, input_scale=input_scale, threshold=threshold,
+        overwrite=overwrite,
+    )
     shapes = ", ".join("x".join(map(str, s)) for s in report.checked_shapes)
     click.echo(
         f"wrote {report.path} ({report.megabytes:.1f} MB, opset {report.opset}, "
@@ -89,14 +101,14 @@ def export(
     if calibration is not None:
         from unetlab.export.quantize import quantize_onnx
 
-        int8_path = report.path.with_suffix(".int8.onnx")
         quantized = quantize_onnx(
             report.path,
-            int8_path,
+            int8_target,
             calibration,
             split=calibration_split,
             num_images=calibration_images,
             method=calibration_method,
+            overwrite=overwrite,
         )
         click.echo(
             f"wrote {quantized.path} (int8, {quantized.megabytes:.1f} MB, {quantized.method} "

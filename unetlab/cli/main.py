@@ -58,8 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    from unetlab.fs.atomic import begin_invocation
+    from unetlab.fs.oserrors import is_os_level, os_error
+
+    begin_invocation()  # files of an earlier command in this process are not "ours"
     try:
-        result = cli.main(args=args, prog_name="unetlab", standalone_mode=False)
+        try:
+            result = cli.main(args=args, prog_name="unetlab", standalone_mode=False)
+        except OSError as exc:  # read-only, disk full, a file in the way ...: a clear exit 2
+            if not is_os_level(exc):
+                raise
+            raise os_error(exc, action="complete the command") from exc
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130

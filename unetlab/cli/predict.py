@@ -67,6 +67,11 @@ from unetlab.cli.options import (
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="A line per input, with its files.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace output files that exist already (never done without it).",
+)
 def predict(
     model: str,
     inputs: tuple[str, ...],
@@ -91,6 +96,7 @@ def predict(
     threads: int | None,
     quiet: bool,
     verbose: bool,
+    overwrite: bool,
 ) -> None:
     """Predict images, folders, glob patterns or videos with MODEL: a run folder, a .pt
     checkpoint or an exported .onnx file (fp32 or int8).
@@ -107,7 +113,7 @@ def predict(
         batch_size=batch_size, device=device, backend=backend, precision=precision,
         threads=threads, save_probs=save_probs, masks=masks, quiet=quiet, verbose=verbose,
         min_size=min_size, keep_largest=keep_largest, fill_holes=fill_holes,
-        no_postprocessing=no_postprocessing,
+        no_postprocessing=no_postprocessing, overwrite=overwrite,
     )  # fmt: skip
     click.echo(f"legend: {legend_path}")
     click.echo(f"{len(written)} input(s) predicted into {Path(out_dir).resolve()}")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from unetlab.fs.text import INVISIBLE, check_unique_class_names, read_text
+
 Color = tuple[int, int, int]
 
 CLASS_LINE = re.compile(
@@ -15,12 +17,20 @@ CLASS_LINE = re.compile(
 """A ``classes.txt`` line with a colour: ``NAME R G B`` (whitespace, commas or a colon)."""
 
 
+def read_class_lines(path: str | Path) -> list[tuple[int, str, Color | None]]:
+    """:func:`class_lines` of a ``classes.txt`` file, read by the one text reader (a BOM,
+    UTF-16 and CRLF are fine); a class name given twice is refused."""
+    found = class_lines(read_text(path, "class list"))
+    check_unique_class_names([name for _, name, _ in found], path)
+    return found
+
+
 def class_lines(text: str) -> list[tuple[int, str, Color | None]]:
     """The classes of a ``classes.txt``: ``(line number, name, colour or None)`` per class, in
     index order; blank lines and ``#`` comments are skipped."""
     found = []
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
+        line = raw.split("#", 1)[0].strip().strip(INVISIBLE).strip()
         if line:
             found.append((number, *split_class_line(line)))
     return found

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from unetlab import IGNORE_INDEX
-from unetlab.data.colors import Color, class_lines, mask_palette, voc_colormap
+from unetlab.data.colors import Color, mask_palette, read_class_lines, voc_colormap
 from unetlab.data.io import is_image_file, open_image, write_mask
 from unetlab.errors import UnetlabError
 
@@ -81,7 +81,7 @@ def _palette_from_text(path: Path) -> Palette:
     colors: dict[int, Color] = {}
     names: list[str] = []
     seen: dict[Color, int] = {}
-    for number, name, color in class_lines(path.read_text(encoding="utf-8")):
+    for number, name, color in read_class_lines(path):
         if color is None:
             raise UnetlabError(
                 f"line {number} ({name!r}) is not NAME R G B",
@@ -138,7 +138,7 @@ class ColourMaskReport:
 
 
 def rgb_to_index(
-    source: str | Path, palette: Palette, out_dir: str | Path
+    source: str | Path, palette: Palette, out_dir: str | Path, overwrite: bool = False
 ) -> ColourMaskReport:
     """Convert a colour mask, or every mask image in a folder, to ``OUT_DIR/<name>.png`` index
     masks. Masks with a colour outside the palette are not written; all are converted first
@@ -146,8 +146,12 @@ def rgb_to_index(
 
     Raises:
         UnetlabError: the source is missing, the output folder is the source folder (the
-            colour masks are never overwritten), or masks were refused (listing them).
+            colour masks are never overwritten), two masks share a name (``a.png`` and
+            ``a.bmp`` would both become ``a.png``), an output exists already and ``overwrite``
+            is not set, or masks were refused (listing them).
     """
+    from unetlab.fs.atomic import refuse_existing
+
     source, out_dir = Path(source), Path(out_dir)
     if source.is_dir():
         paths = sorted(p for p in source.iterdir() if p.is_file() and is_image_file(p))
@@ -164,6 +168,16 @@ def rgb_to_index(
             out_dir,
             "write the index masks to another folder (e.g. --out DATASET/masks)",
         )
+    targets = {path: out_dir / f"{path.stem}.png" for path in paths}
+    shared = [p for p in paths if [q.stem for q in paths].count(p.stem) > 1]
+    if shared:
+        raise UnetlabError(
+            f"{', '.join(p.name for p in shared[:4])} share a name, and each would become "
+            f"{shared[0].stem}.png: one mask per image id",
+            source,
+            "rename or remove the extra copies",
+        )
+    refuse_existing(targets.values(), overwrite, paths)  # before any work
     report = ColourMaskReport()
     colours = palette.listing()
     for path in paths:
@@ -173,7 +187,7 @@ def rgb_to_index(
         if problems:
             report.refused[path] = "colour(s) not in the palette: " + "; ".join(problems)
             continue
-        report.written.append(write_mask(out_dir / f"{path.stem}.png", labels, colours))
+        report.written.append(write_mask(targets[path], labels, colours, overwrite))
     if report.refused:
         listed = list(report.refused.items())
         details = " | ".join(f"{p.name}: {why}" for p, why in listed[:10])

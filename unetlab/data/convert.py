@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,11 @@ from PIL import Image, ImageSequence
 from unetlab import IGNORE_INDEX
 from unetlab.data.colors import mask_palette
 from unetlab.data.groups import group_ids
-from unetlab.data.io import is_image_file, open_image, read_mask, write_mask, write_text
+from unetlab.data.io import is_image_file, open_image, read_mask, write_mask
 from unetlab.data.layouts import dataset_info
 from unetlab.data.problems import UNREADABLE, DataFileError, present_values, shorten
 from unetlab.errors import UnetlabError
+from unetlab.fs.atomic import write_text
 
 
 def make_splits(
@@ -116,7 +118,7 @@ def make_splits(
             "keep them, or pass --force (overwrite=True) to write a new split",
         )
     for name, split_ids in splits.items():
-        write_text(target(name), "".join(f"{i}\n" for i in split_ids))
+        write_text(target(name), "".join(f"{i}\n" for i in split_ids), overwrite=overwrite)
     return splits
 
 
@@ -183,62 +185,102 @@ class FixBinaryReport:
     skipped: dict[Path, str] = field(default_factory=dict)  # left alone, with the reason
 
 
-def fix_binary_masks(mask_dir: str | Path, out_dir: str | Path | None = None) -> FixBinaryReport:
+def fix_binary_masks(
+    mask_dir: str | Path, out_dir: str | Path | None = None, overwrite: bool = False
+) -> FixBinaryReport:
     """Rewrite 0/255 masks as 0/1 palette PNGs (in place, or into ``out_dir``).
 
     Masks already 0/1 are reported (and copied to ``out_dir``, so it is a complete mask
     folder); masks with other values, two-valued or not, are reported and left alone, since
-    which value is foreground is then a guess. In place, a non-PNG mask is replaced by its PNG.
+    which value is foreground is then a guess. Left alone too, with the reason: 0/255 masks of
+    a dataset where 255 is the ignore label (:mod:`unetlab.data.binary`), and masks sharing an
+    id with another file (``a.png`` and ``a.bmp``), whose conversion would replace the other.
+    In place, a converted non-PNG mask is replaced by its PNG; into ``out_dir``, existing files
+    are replaced only with ``overwrite``.
     """
+    from collections import Counter
+
+    from unetlab.data.binary import is_zero_255, zero_255_means_binary
+    from unetlab.fs.atomic import refuse_existing
+
     mask_dir = Path(mask_dir)
     if not mask_dir.is_dir():
         raise UnetlabError("mask folder not found", mask_dir, "pass the folder holding the masks")
     paths = sorted(p for p in mask_dir.iterdir() if p.is_file() and is_image_file(p))
     if not paths:
         raise UnetlabError("no mask images in this folder", mask_dir, "check the path")
-    target_dir = Path(out_dir) if out_dir is not None else mask_dir
+    in_place = out_dir is None or Path(out_dir).resolve() == mask_dir.resolve()
+    target_dir = mask_dir if in_place or out_dir is None else Path(out_dir)
     report = FixBinaryReport()
+    masks: dict[Path, np.ndarray] = {}
     for path in paths:
         try:
-            mask = read_mask(path)
+            masks[path] = read_mask(path)
         except DataFileError as exc:
             report.skipped[path] = exc.message
-            continue
-        values = {int(v) for v in present_values(mask)}
-        if values <= {0, 1}:
-            report.unchanged.append(path)
-            if out_dir is None:
-                continue
-        elif values <= {0, IGNORE_INDEX}:
-            mask = (mask == IGNORE_INDEX).astype(np.uint8)
-            report.converted.append(path)
-        else:
-            kind = "two values" if len(values) == 2 else f"{len(values)} values"
+    values = {path: {int(v) for v in present_values(mask)} for path, mask in masks.items()}
+    binary_dataset = zero_255_means_binary(values.values(), None)
+    ids = Counter(path.stem.casefold() for path in paths)
+    plan = {}
+    for path, found in values.items():
+        if ids[path.stem.casefold()] > 1:
+            others = [p.name for p in paths if p.stem.casefold() == path.stem.casefold()]
             report.skipped[path] = (
-                f"{kind} ({shorten(sorted(values), 6)}), not a 0/255 mask: left unchanged"
+                f"{len(others)} masks share the id '{path.stem}' ({', '.join(others)}); "
+                "converting would replace one with another: left unchanged (delete or rename "
+                "the wrong one)"
             )
-            continue
-        target = target_dir / f"{path.stem}.png"
-        write_mask(target, mask, mask_palette(path))
-        if out_dir is None and target != path:
-            path.unlink()
+        elif found <= {0, 1}:
+            report.unchanged.append(path)
+            if not in_place:
+                plan[path] = masks[path]
+        elif is_zero_255(found) and binary_dataset:
+            plan[path] = (masks[path] == IGNORE_INDEX).astype(np.uint8)
+            report.converted.append(path)
+        elif is_zero_255(found):
+            report.skipped[path] = (
+                "0/255, but other masks in this folder show 255 is the ignore label here (classes "
+                "above 1, or 1 beside 255): an object-less mask with an ignore band, left "
+                "unchanged"
+            )
+        else:
+            kind = "two values" if len(found) == 2 else f"{len(found)} values"
+            report.skipped[path] = (
+                f"{kind} ({shorten(sorted(found), 6)}), not a 0/255 mask: left unchanged"
+            )
+    targets = {path: target_dir / f"{path.stem}.png" for path in plan}
+    if not in_place:
+        refuse_existing(targets.values(), overwrite, paths)
+    for path, mask in plan.items():
+        target = targets[path]
+        # in place, the mask itself is rewritten: that is what this command is for
+        write_mask(target, mask, mask_palette(path), overwrite=overwrite or target == path)
+        if in_place and target != path:
+            path.unlink()  # its content now lives on, converted, in the new PNG
     return report
 
 
 def tiff_stack_to_slices(
-    tiff_path: str | Path, out_dir: str | Path, prefix: str = ""
+    tiff_path: str | Path, out_dir: str | Path, prefix: str = "", overwrite: bool = False
 ) -> list[Path]:
     """Write each page of a multi-page TIFF as ``OUT/<prefix><page>.png`` (8/16-bit kept).
 
     Page numbers are zero-padded to the same width (``00`` .. ``29``), so an image stack and
-    its label stack written into ``images/`` and ``masks/`` get matching ids.
+    its label stack written into ``images/`` and ``masks/`` get matching ids. Existing slices
+    are replaced only with ``overwrite`` (checked for all pages before writing any).
     """
+    from unetlab.fs.atomic import refuse_existing, write_file
+    from unetlab.fs.names import safe_component
+
     tiff_path, out_dir = Path(tiff_path), Path(out_dir)
     image = open_image(tiff_path, what="TIFF stack", pages=True)
     try:
         count = getattr(image, "n_frames", 1)
         digits = max(2, len(str(count - 1)))
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if prefix:
+            safe_component(prefix, "prefix")
+        names = [out_dir / f"{prefix}{index:0{digits}d}.png" for index in range(count)]
+        refuse_existing(names, overwrite, [tiff_path])
         written = []
         for index, page in enumerate(ImageSequence.Iterator(image)):
             try:
@@ -250,8 +292,8 @@ def tiff_stack_to_slices(
                     tiff_path,
                     "the file may be truncated; re-export the stack",
                 ) from None
-            target = out_dir / f"{prefix}{index:0{digits}d}.png"
-            frame.save(target, format="PNG")
+            target = names[index]
+            write_file(target, partial(frame.save, format="PNG"), overwrite=overwrite)
             written.append(target)
         return written
     finally:

@@ -19,11 +19,8 @@ encode classes as colours unetlab cannot guess, the second are lossy and invent 
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -37,6 +34,7 @@ from unetlab.data.problems import (
     UNREADABLE,
     DataFileError,
 )
+from unetlab.fs.atomic import write_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 """File endings read as images (lower case); masks are looked up among the same endings."""
@@ -170,12 +168,18 @@ def read_mask(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def write_mask(path: str | Path, mask: np.ndarray, palette: Sequence[Color] | None = None) -> Path:
+def write_mask(
+    path: str | Path,
+    mask: np.ndarray,
+    palette: Sequence[Color] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write an ``H x W`` index mask as a palette PNG (indices stored, colours for viewing).
 
     ``palette`` lists class colours from index 0; missing entries come from the VOC colour map
     (index 255 included), so masks are visible in any viewer instead of almost black.
-    The file is written atomically (temp file + rename).
+    The file is written atomically, with the user's umask, and never over a file this
+    invocation did not create unless ``overwrite`` (:mod:`unetlab.fs.atomic`).
     """
     path = Path(path)
     mask = np.asarray(mask)
@@ -189,41 +193,7 @@ def write_mask(path: str | Path, mask: np.ndarray, palette: Sequence[Color] | No
         raise ValueError(f"masks are written as PNG, got {path.name}")
     image = Image.fromarray(mask, mode="P")
     image.putpalette(full_palette(list(palette) if palette is not None else None))
-    return _write_atomically(path, lambda handle: image.save(handle, format="PNG"))
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically (temp file + rename), with the permissions the user's
-    umask gives a new file (``mkstemp`` alone would make it private)."""
-    return _write_atomically(Path(path), lambda handle: handle.write(text.encode("utf-8")))
-
-
-def write_array(path: str | Path, array: np.ndarray) -> Path:
-    """Write a numpy array as an ``.npy`` file (``numpy.load`` reads it), atomically and with
-    the user's umask, like :func:`write_text`."""
-    return _write_atomically(Path(path), lambda handle: np.save(handle, array))
-
-
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """``write(handle)`` into a temp file beside ``path``, then rename it over ``path``: a
-    crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    return write_file(path, lambda handle: image.save(handle, format="PNG"), overwrite=overwrite)
 
 
 def _gray_from_colour(array: np.ndarray, path: Path, mode: str) -> np.ndarray:

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from unetlab.data.colors import Color, class_lines, mask_palette, voc_colormap
+from unetlab.data.colors import Color, mask_palette, read_class_lines, voc_colormap
 from unetlab.data.io import IMAGE_EXTENSIONS, is_image_file
 from unetlab.errors import UnetlabError
+from unetlab.fs.oserrors import os_error, translated
+from unetlab.fs.text import read_lines
 
 ALL = "all"
 """Pseudo split: every id that has an image, whether or not split files exist."""
@@ -219,15 +221,28 @@ def _index(folder: Path) -> dict[str, list[Path]]:
     index: dict[str, list[Path]] = {}
     if not folder.is_dir():
         return index
-    with os.scandir(folder) as entries:
+    with translated(folder, "list the folder"), os.scandir(folder) as entries:
         for entry in entries:
-            if entry.is_file() and is_image_file(entry.name):
+            if is_image_file(entry.name) and _is_readable_file(entry):
                 path = Path(entry.path)
                 index.setdefault(path.stem, []).append(path)
     order = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
     for paths in index.values():
         paths.sort(key=lambda p: (order[p.suffix.lower()], p.name))
     return dict(sorted(index.items()))
+
+
+def _is_readable_file(entry: os.DirEntry) -> bool:
+    """A file (or a link to one); a link that loops or leads nowhere is an error naming it,
+    not an image silently left out."""
+    try:
+        if entry.is_file():
+            return True
+        if entry.is_symlink():
+            os.stat(entry.path)  # raises ELOOP / ENOENT with the reason
+    except OSError as exc:
+        raise os_error(exc, entry.path, "read this image file") from None
+    return False
 
 
 def _read_splits(folder: Path) -> dict[str, list[str]]:
@@ -242,12 +257,10 @@ def is_split_path(split: str) -> bool:
 
 
 def read_id_list(path: Path) -> list[str]:
-    """Ids listed one per line; blank lines and ``#`` comments skipped, image endings dropped."""
+    """Ids listed one per line; blank lines and ``#`` comments skipped, image endings dropped
+    (any encoding and line ends :func:`unetlab.fs.text.read_lines` accepts)."""
     ids = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
+    for text in read_lines(path, "split file", comments=True):
         if Path(text).suffix.lower() in IMAGE_EXTENSIONS:
             text = Path(text).stem
         ids.append(text)
@@ -259,6 +272,6 @@ def _class_names(folders: list[Path]) -> tuple[list[str] | None, Path | None]:
         path = folder / "classes.txt"
         if path.is_file():
             # a "NAME R G B" line (the palette of 'unetlab data rgb-to-index') names NAME
-            names = [name for _, name, _ in class_lines(path.read_text(encoding="utf-8"))]
+            names = [name for _, name, _ in read_class_lines(path)]  # duplicates refused
             return (names or None), path
     return None, None

@@ -11,6 +11,7 @@ byte, whatever the number of samples.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from unetlab.data.io import write_mask
 from unetlab.errors import UnetlabError
+from unetlab.fs.atomic import make_folder, write_file, write_text
 
 CLASS_NAMES = ("background", "circle", "square", "triangle")
 CLASS_COLORS = ((0, 0, 0), (220, 60, 50), (60, 190, 70), (60, 90, 220))
@@ -51,11 +53,20 @@ def make_shapes_dataset(
     ids = [f"{_PREFIX}{i:04d}" for i in range(n_train + n_val)]
     for index, sample_id in enumerate(ids):
         image, mask = shapes_sample(np.random.default_rng([seed, index]), size, num_classes)
-        Image.fromarray(image).save(root / "images" / f"{sample_id}.png", compress_level=1)
-        write_mask(root / "masks" / f"{sample_id}.png", mask, CLASS_COLORS[:num_classes])
-    (root / "classes.txt").write_text("".join(f"{n}\n" for n in CLASS_NAMES[:num_classes]))
-    (root / "splits" / "train.txt").write_text("".join(f"{i}\n" for i in ids[:n_train]))
-    (root / "splits" / "val.txt").write_text("".join(f"{i}\n" for i in ids[n_train:]))
+        picture = Image.fromarray(image)
+        write_file(
+            root / "images" / f"{sample_id}.png",
+            partial(picture.save, format="PNG", compress_level=1),
+            overwrite=overwrite,
+        )
+        write_mask(root / "masks" / f"{sample_id}.png", mask, CLASS_COLORS[:num_classes], overwrite)
+    texts = {
+        "classes.txt": "".join(f"{n}\n" for n in CLASS_NAMES[:num_classes]),
+        "splits/train.txt": "".join(f"{i}\n" for i in ids[:n_train]),
+        "splits/val.txt": "".join(f"{i}\n" for i in ids[n_train:]),
+    }
+    for name, text in texts.items():
+        write_text(root / name, text, overwrite=overwrite)
     return root
 
 
@@ -127,4 +138,4 @@ def _prepare(root: Path, overwrite: bool) -> None:
         if path.name.startswith(_PREFIX) and path.suffix == ".png":
             path.unlink()
     for folder in ("images", "masks", "splits"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
+        make_folder(root / folder)

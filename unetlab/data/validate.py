@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from unetlab import IGNORE_INDEX
+from unetlab.data.binary import is_zero_255, zero_255_means_binary
 from unetlab.data.io import read_image, read_mask
 from unetlab.data.layouts import ALL, DatasetInfo, dataset_info
 from unetlab.data.problems import (
@@ -243,7 +244,11 @@ def _mask_problems(info: DatasetInfo, samples: dict[str, _Sample], num_classes: 
     union = np.zeros(256, bool)
     for _, counts in with_counts:
         union |= counts > 0
-    paths = [p for p, counts in with_counts if set(np.flatnonzero(counts)) == {0, IGNORE_INDEX}]
+    value_sets = [np.flatnonzero(counts).tolist() for _, counts in with_counts]
+    paths = [p for (p, _), values in zip(with_counts, value_sets, strict=True)
+             if is_zero_255(values)]
+    if not zero_255_means_binary(value_sets, num_classes):
+        paths = []  # 255 is this dataset's ignore label: 0/255 masks are object-less masks
     problems = []
     if paths and set(np.flatnonzero(union)) == {0, IGNORE_INDEX}:  # a 0/255 dataset: one message
         problems.append(binary_0_255_problem(paths, info.mask_dir))

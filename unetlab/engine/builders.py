@@ -49,6 +49,9 @@ def resolve_data(cfg: RunConfig, report: Any) -> tuple[RunConfig, DataSpec]:
             cfg.data.root,
             "give one name per class, in index order (or leave data.class_names empty)",
         )
+    from unetlab.fs.text import check_unique_class_names
+
+    check_unique_class_names(list(names), "data.class_names" if cfg.data.class_names else None)
     if cfg.binary and num_classes != 2:
         raise UnetlabError(
             f"loss '{cfg.loss.name}' is for binary masks (classes 0 and 1) but the data has "

@@ -18,8 +18,6 @@ Keys (``format`` 1):
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,24 +47,20 @@ __all__ = [
 FORMAT = 1
 
 
-def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` to ``path`` atomically: a temp file in the same folder, fsync, rename.
+def save_checkpoint(
+    payload: dict[str, Any], path: str | Path, overwrite: bool = False
+) -> Path:
+    """Write ``payload`` to ``path`` atomically (:func:`unetlab.fs.atomic.write_file`: temp
+    file in the same folder, fsync, rename; the user's umask; never over a file this invocation
+    did not create unless ``overwrite``).
 
     A run killed at any moment leaves either the previous file or the new one, never half of it.
     """
+    from unetlab.fs.atomic import remove_stale_temps, write_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed mid-write
-        stale.unlink(missing_ok=True)
+    remove_stale_temps(path)  # left by a run killed mid-write
     payload = {"format": FORMAT, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_file(
+        path, lambda handle: torch.save(payload, handle), overwrite=overwrite, durable=True
+    )

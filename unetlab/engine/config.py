@@ -268,7 +268,8 @@ class TrainConfig(Section):
     """Synchronise batch norm across processes (distributed CUDA runs only)."""
     time_limit_minutes: PositiveFloat | None = None
     """Stop after this much training + validation time (wall clock), with a resumable
-    last.pt; the learning-rate decay follows the clock."""
+    last.pt; the learning-rate decay follows the clock. The limit is the total over all
+    sessions of a run: a resumed run counts the time already used (raise it to go on)."""
     max_steps_per_epoch: PositiveInt | None = None
     """Cut each epoch after N steps; null: the whole split."""
     log_every: PositiveInt = 20
@@ -346,11 +347,13 @@ class RunConfig(Section):
         """Plain YAML/JSON-able values (tuples become lists)."""
         return self.model_dump(mode="json")
 
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        return path
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the YAML atomically; an existing file not written by this invocation is
+        replaced only with ``overwrite`` (:mod:`unetlab.fs.atomic`)."""
+        from unetlab.fs.atomic import write_text
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return write_text(path, text, overwrite=overwrite)
 
 
 # ---------------------------------------------------------------- building a config from layers

@@ -168,13 +168,13 @@ def _cell(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the page to the path given (``docs/config.md``), or print it."""
-    from unetlab.data.io import write_text
+    from unetlab.fs.atomic import write_text
 
     args = sys.argv[1:] if argv is None else argv
     if not args:
         sys.stdout.write(render())
         return 0
-    write_text(Path(args[0]), render())
+    write_text(Path(args[0]), render(), overwrite=True)  # the page is generated: replace it
     print(f"wrote {args[0]}")
     return 0
 

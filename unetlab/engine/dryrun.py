@@ -70,7 +70,7 @@ def plan_run(config: RunConfig | dict | str | Path, resume: str | Path | None = 
         raise UnetlabError(
             "no dataset given", hint="pass --data DIR or set data.root in the config"
         )
-    run_dir = run_dir_of(resume) if resume is not None else new_run_dir(cfg)
+    run_dir = run_dir_of(resume) if resume is not None else new_run_dir(cfg, claim=False)
     report = check_dataset(
         cfg.data.root, cfg.data.num_classes, (cfg.data.train_split, cfg.data.val_split)
     )

@@ -20,6 +20,7 @@ import numpy as np
 
 from unetlab import IGNORE_INDEX
 from unetlab.artifacts.card import ModelCard
+from unetlab.data.binary import truth_looks_0_255
 from unetlab.engine.measure import Measurement, collect_confusion
 from unetlab.engine.regions import BOUNDARY_CLASS_NAMES, RegionScores, resolve_boundary_class
 from unetlab.engine.report import (
@@ -144,9 +145,12 @@ def evaluate(
     ``RUN/postprocessing.json``, so that ``predict``, ``serve`` and ``export`` of the run apply it.
     ``verbose`` prints :meth:`EvaluationReport.summary`; ``threads``: CPU threads
     (:mod:`unetlab.threads`); ``progress``: a bar over the images (:mod:`unetlab.progress`).
+    Existing outputs are never replaced unless inside
+    :func:`unetlab.fs.atomic.overwriting` (the command's ``--overwrite``).
     """
     from unetlab.data import open_dataset
     from unetlab.engine.plots import plot_confusion
+    from unetlab.fs.atomic import make_folder, refuse_existing, write_text
     from unetlab.inference.open import open_model
     from unetlab.metrics import ConfusionMatrix
 
@@ -186,7 +190,10 @@ def evaluate(
         in_channels=card.in_channels,
     )
     out = Path(out_dir) if out_dir is not None else default_out_dir(card.path, split)
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_existing(  # before any work
+        [out / "report.json", out / "confusion_matrix.png", out / "per_image.csv"]
+    )
+    make_folder(out)
     recorder = SampleRecorder(card, num_panels, region_scores)
     matrix = ConfusionMatrix(card.num_classes, ignore_index=IGNORE_INDEX)
     with Progress(len(dataset), f"evaluate {split}", "image", enabled=progress) as bar:
@@ -232,7 +239,7 @@ def evaluate(
     if save_postprocessing:
         report.files["stored post-processing"] = store_postprocessing(report, card)
     report.files["report"] = out / "report.json"
-    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text(out / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
     if verbose:
         print(report.summary())
     return report
@@ -242,7 +249,7 @@ def store_postprocessing(report: EvaluationReport, card: ModelCard) -> Path:
     """Write the post-processing ``report`` applied to the checkpoint's
     ``RUN/postprocessing.json`` (atomically), with what it scored, for people reading it."""
     from unetlab.artifacts.read import postprocessing_path
-    from unetlab.data.io import write_text
+    from unetlab.fs.atomic import write_text
     from unetlab.inference.postprocessing import PostProcessing
 
     stored = PostProcessing.from_dict(report.postprocessing or {})
@@ -284,7 +291,7 @@ def _refuse_0_255_masks(
 ) -> None:
     """Binary masks holding only 0 and 255 would leave every foreground pixel unscored."""
     truth_pixels = matrix.matrix.sum(axis=1)  # rows = truth classes
-    if card.num_classes == 2 and ignored_pixels and not truth_pixels[1:].any():
+    if truth_looks_0_255(card.num_classes, truth_pixels, ignored_pixels):
         raise UnetlabError(
             f"the masks of split '{split}' hold only 0 and 255 ({ignored_pixels} pixels are "
             "255): these look like 0/255 binary masks, and 255 means 'ignore' to unetlab, so "

@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from unetlab import IGNORE_INDEX
+from unetlab.fs.atomic import write_file
 
 PANEL_MARGIN = 8
 PANEL_TITLES = ("image", "truth", "prediction")
@@ -73,6 +74,12 @@ _CURVES: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
 )
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """``fig.savefig`` through the atomic writer (format from the ending, PNG by default)."""
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    return write_file(path, lambda handle: fig.savefig(handle, format=fmt))
+
+
 def plot_curves(metrics_csv: str | Path, out_dir: str | Path) -> list[Path]:
     """Draw ``loss.png`` (train and val loss), ``miou.png`` and ``lr.png`` per epoch.
 
@@ -87,7 +94,6 @@ def plot_curves(metrics_csv: str | Path, out_dir: str | Path) -> list[Path]:
         series = {name: columns[name] for name in names if columns.get(name)}
         if not series:
             continue
-        out_dir.mkdir(parents=True, exist_ok=True)
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
         try:
             for name, values in series.items():
@@ -101,7 +107,7 @@ def plot_curves(metrics_csv: str | Path, out_dir: str | Path) -> list[Path]:
             ax.grid(True, alpha=0.3)
             ax.legend()
             fig.tight_layout()
-            fig.savefig(out_dir / file_name)
+            save_figure(fig, out_dir / file_name)
         finally:
             plt.close(fig)
         written.append(out_dir / file_name)
@@ -154,9 +160,7 @@ def plot_confusion(
                     color = "white" if dark else "black"
                     ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        path = save_figure(fig, Path(path))
     finally:
         plt.close(fig)
     return path
@@ -234,9 +238,7 @@ def save_panel(
     for number, row in enumerate(rows):  # swatches like the legend's, without class indices
         _draw_swatch_row(draw, row, legend_top + key.shape[0] + number * _LEGEND_ROW, font)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
+    return write_file(path, lambda handle: canvas.save(handle, format="PNG"))
 
 
 def _swatch_row_width(row: Sequence[tuple[str, Any]], font: Any) -> int:
@@ -271,3 +273,11 @@ def denormalize(image: Any, mean: Sequence[float], std: Sequence[float]) -> np.n
 def safe_name(sample_id: Any) -> str:
     """A file name for a sample id (ids of nested folders contain '/')."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(sample_id)) or "sample"
+
+
+def file_names(sample_ids: Sequence[Any]) -> list[str]:
+    """:func:`safe_name` of each id, made distinct (ids ``a b`` and ``a_b`` -> ``a_b``,
+    ``a_b_2``) so no panel replaces another's."""
+    from unetlab.fs.names import unique_names
+
+    return unique_names([safe_name(sample_id) for sample_id in sample_ids])

@@ -30,7 +30,7 @@ def save_predictions(
     """Predict the first ``count`` items of ``dataset`` and write panel, mask and overlay
     PNGs."""
     from unetlab.data.io import write_mask
-    from unetlab.engine.plots import denormalize, safe_name, save_panel
+    from unetlab.engine.plots import denormalize, file_names, save_panel
     from unetlab.inference.forward import predict_logits
     from unetlab.inference.labels import labels_from_logits
     from unetlab.inference.overlay import make_palette, save_overlay
@@ -38,6 +38,7 @@ def save_predictions(
     was_training = model.training
     model.eval()
     written: list[Path] = []
+    names = file_names([dataset.ids[index] for index in range(min(count, len(dataset)))])
     try:
         for index in range(min(count, len(dataset))):
             sample = dataset[index]
@@ -47,7 +48,7 @@ def save_predictions(
             ):
                 logits = predict_logits(model, image)
             labels = labels_from_logits(logits, channel_axis=1)[0].cpu().numpy().astype("uint8")
-            name = safe_name(sample["id"])
+            name = names[index]
             picture = denormalize(sample["image"], spec.normalization.mean, spec.normalization.std)
             written.append(
                 save_panel(

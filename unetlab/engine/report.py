@@ -134,7 +134,7 @@ def write_per_image_csv(
     rows: Sequence[dict[str, Any]], class_names: Sequence[str], path: Path
 ) -> Path:
     """Write :func:`per_image_table` to ``path`` atomically."""
-    from unetlab.data.io import write_text
+    from unetlab.fs.atomic import write_text
 
     return write_text(path, per_image_table(rows, class_names))
 
@@ -185,7 +185,7 @@ def evaluation_notes(
             f"class(es) {', '.join(absent)} never occur in the truth of this split: their "
             "recall is undefined and their IoU counts only where predicted"
         )
-        if ignored_pixels:
+        if ignored_pixels and support[0] and not any(support[1:]):  # 0/255, not all-255
             notes.append(
                 f"{ignored_pixels} truth pixels are 255 (ignored); if your masks are 0/255 "
                 "binary masks, 255 was meant as a class: convert them ('unetlab data fix-binary')"

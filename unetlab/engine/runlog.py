@@ -9,8 +9,8 @@ stay readable (:mod:`unetlab.progress`).
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,18 +71,19 @@ def format_row(row: dict[str, Any]) -> str:
 
 def write_metrics_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Rewrite ``metrics.csv`` from the full history (kept in the checkpoint, so a resumed run's
-    CSV always matches its checkpoint); written to a temp file and renamed."""
+    CSV always matches its checkpoint); written atomically (:mod:`unetlab.fs.atomic`)."""
+    from unetlab.fs.atomic import write_text
+
     columns = list(FIRST_COLUMNS)
     for row in rows:
         columns += [key for key in row if key not in columns and key != "seconds"]
     columns.append("seconds")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: _cell(value) for key, value in row.items()})
-    os.replace(tmp, path)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(value) for key, value in row.items()})
+    write_text(path, buffer.getvalue())
 
 
 def _cell(value: Any) -> Any:

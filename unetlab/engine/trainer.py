@@ -17,8 +17,8 @@ functions of (seed, epoch, sample), so nothing else needs replaying.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +46,20 @@ from unetlab.engine.freeze import encoder_of, set_frozen, train_mode
 from unetlab.engine.interrupt import GracefulInterrupt
 from unetlab.engine.loaders import train_loader, val_loader
 from unetlab.engine.rng import capture_rng, derived_seed, restore_rng, seed_everything
+from unetlab.engine.runfolder import (
+    check_resumable,
+    check_run_name,
+    metric_changed,
+    reconcile_best,
+    resume_run_dir,
+)
 from unetlab.engine.runlog import Progress, TensorBoard, format_row, write_metrics_csv
 from unetlab.engine.schedule import lr_at, set_lr
 from unetlab.errors import UnetlabError
+from unetlab.fs.atomic import make_folder, overwriting, write_text
+from unetlab.fs.oserrors import os_error
+from unetlab.fs.runlock import RunLock
+from unetlab.fs.testpoint import pause_point
 
 STOP_COMPLETED, STOP_EARLY, STOP_TIME, STOP_INTERRUPTED = (
     "completed",
@@ -126,40 +137,62 @@ def train(
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     context = dist_utils.setup(cfg.train.device)
     try:
-        trainer = Trainer(cfg, context, resume)
-        if context.is_main:
-            for name, text in (extra_files or {}).items():
-                (trainer.run_dir / Path(name).name).write_text(text)
-        return trainer.fit()
+        # resuming is consent to replace the run's own files (config.yaml, checkpoints ...)
+        with overwriting(resume is not None):
+            trainer = Trainer(cfg, context, resume)
+            try:
+                if context.is_main:
+                    for name, text in (extra_files or {}).items():
+                        write_text(trainer.run_dir / Path(name).name, text)
+                return trainer.fit()
+            finally:
+                trainer.release()
     finally:
         dist_utils.cleanup(context)
 
 
 def run_dir_of(resume: str | Path) -> Path:
-    """``RUN`` for ``RUN``, ``RUN/checkpoints`` or ``RUN/checkpoints/last.pt``."""
-    path = Path(resume)
-    if path.is_file():
-        path = path.parent
-    if path.name == "checkpoints":
-        path = path.parent
-    if not (path / "checkpoints" / "last.pt").is_file():
-        raise UnetlabError(
-            "nothing to resume: no checkpoints/last.pt in this folder",
-            path,
-            "pass the run folder printed by 'unetlab train' (runs/NAME)",
-        )
-    return path
+    """``RUN`` for ``RUN``, ``RUN/checkpoints`` or ``RUN/checkpoints/last.pt`` (any other file
+    is refused: see :func:`unetlab.engine.runfolder.resume_run_dir`)."""
+    return resume_run_dir(resume)
 
 
-def new_run_dir(cfg: RunConfig) -> Path:
+def new_run_dir(cfg: RunConfig, claim: bool = True) -> Path:
     """``out_dir/name`` (without a name ``<dataset>-<model>``), numbered ``-2``, ``-3`` ... when
-    that folder exists: a new run never writes into another run's folder."""
+    that folder exists: a new run never writes into another run's folder.
+
+    ``claim`` creates the folder with an exclusive ``mkdir``, which fails if it exists even if it
+    appeared this instant, so two runs started at once never share one (the first takes NAME,
+    the other NAME-2). Without ``claim`` (a dry run) the folder is only named.
+    """
+    check_run_name(cfg.name)
     name = cfg.name or f"{Path(cfg.data.root or 'data').resolve().name}-{cfg.model.name}"
     base = Path(cfg.out_dir) / name
+    if claim:
+        make_folder(cfg.out_dir)
     candidate, number = base, 2
-    while candidate.exists():
+    while not (_claimed(candidate) if claim else not candidate.exists()):
         candidate, number = base.with_name(f"{base.name}-{number}"), number + 1
     return candidate
+
+
+def _remove_if_empty(*folders: Path) -> None:
+    """Remove the folders a new run created if it failed before writing into them, so that
+    running it again after fixing the problem gets the same name."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty, or gone: leave it
+            folder.rmdir()
+
+
+def _claimed(folder: Path) -> bool:
+    """Create ``folder``; False if it exists (however it got there)."""
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise os_error(exc, folder, "create the run folder") from None
+    return True
 
 
 def located(cfg: RunConfig, run_dir: Path) -> RunConfig:
@@ -197,8 +230,6 @@ class Trainer:
     """One training run on this process (see the module docstring for the sequence)."""
 
     def __init__(self, cfg: RunConfig, context: DistContext, resume: str | Path | None):
-        from unetlab.data import check_dataset
-
         self.context = context
         self.device = context.device
         if cfg.data.root is None:
@@ -210,6 +241,32 @@ class Trainer:
             if resume is not None
             else dist_utils.on_main(context, lambda: new_run_dir(cfg))
         )
+        self.lock: RunLock | None = None
+
+        def claim() -> None:  # one process per run folder (rank 0 holds it for all): a
+            # second process that targets this folder (a resume) is refused naming this one
+            self.lock = RunLock(self.run_dir).acquire()
+            for note in self.lock.notes:
+                print(note, flush=True)
+
+        try:
+            dist_utils.on_main(context, claim)
+            self._setup(cfg, resume)
+        except BaseException:
+            self.release()
+            if resume is None and context.is_main:
+                _remove_if_empty(self.run_dir / "checkpoints", self.run_dir)
+            raise
+
+    def release(self) -> None:
+        """Give the run folder back (the lock file is removed)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def _setup(self, cfg: RunConfig, resume: str | Path | None) -> None:
+        from unetlab.data import check_dataset
+
+        context = self.context
         self.report = dist_utils.on_main(
             context,
             lambda: check_dataset(
@@ -258,9 +315,11 @@ class Trainer:
         self.session_started = time.perf_counter()  # reset when fit() starts
         if resume is not None:
             dist_utils.barrier(context)
-            self._restore(load_checkpoint(self.last_path, map_location=self.device))
+            last = load_checkpoint(self.last_path, map_location=self.device)
+            self._restore(last)  # repairs best.pt if a kill left it behind last.pt
+            check_resumable(last, self.cfg, self.run_dir)
         elif self.main:
-            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            make_folder(self.run_dir / "checkpoints")
         if self.main:
             cfg.save(self.run_dir / "config.yaml")
         self.tensorboard = TensorBoard(
@@ -403,8 +462,9 @@ class Trainer:
         state.epoch, state.step_in_epoch = epoch + 1, 0
         row = self._epoch_row(validate=self._should_validate(stop))
         improved = self._update_best(row)
-        self._save_last(partial=False, metrics=row)
+        self._save_last(partial=False, metrics=row)  # records which epoch best.pt holds
         if improved:
+            pause_point("between-last-and-best")
             self._save_best(row)
         return stop if stop != STOP_COMPLETED else self._early_stop()
 
@@ -441,7 +501,7 @@ class Trainer:
         state.loss_sum += loss_value
         state.loss_count += 1
         self.progress.step(loss_value, lr)
-        _hold_for_tests(state.global_step)
+        pause_point(f"after-step:{state.global_step}")  # a test can signal here
         return bool(interrupted), self._time_up(elapsed)
 
     # ------------------------------------------------------------------ helpers of the loop
@@ -584,6 +644,7 @@ class Trainer:
             "rng": rng,
             "early_stopping": {
                 "metric": self.cfg.train.best_metric,
+                "maximize": self.cfg.train.maximize,
                 "best": state.best,
                 "best_epoch": state.best_epoch,
                 "bad_validations": state.bad_validations,
@@ -644,6 +705,23 @@ class Trainer:
         rng = checkpoint.get("rng") or []
         if state.step_in_epoch and len(rng) == self.context.world_size:
             self.pending_rng = rng[self.context.rank]  # restored once the loader has started
+        changed = metric_changed(checkpoint, self.cfg)
+        if changed:  # the stored best is another metric's value: never compare with it
+            state.best, state.best_epoch, state.bad_validations = None, None, 0
+            self.progress.info(changed)
+        else:
+            state.best, state.best_epoch = dist_utils.on_main(self.context, self._reconcile_best)
+
+    def _reconcile_best(self) -> tuple[float | None, int | None]:
+        """best.pt and last.pt agree after any kill: repair or adopt (runfolder module)."""
+        state = self.state
+        last = load_checkpoint(self.last_path)
+        repair, note = reconcile_best(last, self.best_path, state, self.cfg.train.best_metric)
+        if repair is not None:
+            save_checkpoint(repair, self.best_path)
+        if note:
+            self.progress.info(note)
+        return state.best, state.best_epoch
 
     # ------------------------------------------------------------------ start and end
 
@@ -722,15 +800,6 @@ class Trainer:
             f"metrics: {self.run_dir / 'metrics.csv'}; curves: {self.run_dir / 'plots'}; "
             f"predictions: {self.run_dir / 'predictions'}"
         )
-
-
-def _hold_for_tests(global_step: int) -> None:
-    """Test hook: with ``UNETLAB_TEST_HOLD=STEP:FILE`` the run waits after global step STEP
-    until FILE exists, so a test can signal or kill it at a known point instead of racing it."""
-    hold = os.environ.get("UNETLAB_TEST_HOLD")
-    if hold and hold.partition(":")[0] == str(global_step):
-        while not os.path.exists(hold.partition(":")[2]):
-            time.sleep(0.01)
 
 
 def _centre_crop(

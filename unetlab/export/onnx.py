@@ -76,6 +76,7 @@ def export_onnx(
     input_scale: float = 255.0,
     threshold: float = 0.5,
     tolerance: float = 1e-4,
+    overwrite: bool = False,
 ) -> ExportReport:
     """Export a checkpoint (file or run folder) to ``out_path`` and verify it with ONNX Runtime.
 
@@ -85,6 +86,8 @@ def export_onnx(
         threshold: default foreground threshold of binary (1- or 2-channel) models, stored in
             the metadata; multi-class models ignore it (argmax).
         tolerance: largest accepted ``max |ORT - torch|`` on random input.
+        overwrite: replace an existing ``out_path`` (it is never replaced by a half-written or
+            unverified file either way).
 
     Raises:
         UnetlabError: a missing optional dependency, a failed export, or outputs that differ.
@@ -106,10 +109,32 @@ def export_onnx(
         source=card.path,
         tta=card.tta,
         postprocessing=card.postprocessing,
+        overwrite=overwrite,
     )
 
 
 def export_model(
+    model: nn.Module,
+    out_path: str | Path,
+    *args: Any,
+    overwrite: bool = False,
+    **kwargs: Any,
+) -> ExportReport:
+    """Export a model in memory (``spec`` as in a checkpoint: name, num_classes, in_channels,
+    options); see :func:`export_onnx`. The file appears only once it is written and verified
+    (:func:`unetlab.fs.atomic.atomic_path`): a failed or killed export leaves any previous file
+    at ``out_path`` as it was, and an existing file is replaced only with ``overwrite``."""
+    from unetlab.fs.atomic import atomic_path, remove_stale_temps
+
+    final = Path(out_path)
+    remove_stale_temps(final)
+    with atomic_path(final, overwrite=overwrite) as temp:
+        report = _export_into(model, temp, *args, **kwargs)
+    report.path = final
+    return report
+
+
+def _export_into(
     model: nn.Module,
     out_path: str | Path,
     *,
@@ -125,9 +150,9 @@ def export_model(
     tta: bool | str = False,
     postprocessing: dict[str, Any] | None = None,
 ) -> ExportReport:
-    """Export a model in memory (``spec`` as in a checkpoint: name, num_classes, in_channels,
-    options); see :func:`export_onnx`. ``tta`` and ``postprocessing`` (the checkpoint's stored
-    ones) go into the metadata, so the export predicts alike by default."""
+    """:func:`export_model` into ``out_path`` (a temp file) directly. ``tta`` and
+    ``postprocessing`` (the checkpoint's stored ones) go into the metadata, so the export
+    predicts alike by default."""
     onnx, ort = _require_onnx()
     started = time.perf_counter()
     model = model.eval()
@@ -135,7 +160,6 @@ def export_model(
     graph = NormalizedModel(model, normalization, input_scale).eval()
     geometry = model_geometry(model)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     side = geometry.input_size(geometry.output_size(max(64, geometry.multiple)))
     sample = torch.rand(1, in_channels, side, side) * input_scale
     try:
@@ -172,9 +196,9 @@ def export_model(
     if not diff <= tolerance:
         raise UnetlabError(
             f"ONNX Runtime output differs from torch by up to {diff:.3g} (tolerance "
-            f"{tolerance:g}) on random input",
-            out_path,
-            "the exported file is not trustworthy; try another --opset and report the model",
+            f"{tolerance:g}) on random input, so the export was not written",
+            source,
+            "try another --opset and report the model",
         )
     return ExportReport(
         out_path,

@@ -39,6 +39,7 @@ from unetlab.artifacts.card import ModelCard
 from unetlab.artifacts.geometry import Geometry
 from unetlab.artifacts.onnx_file import card_properties, full_scale
 from unetlab.errors import UnetlabError
+from unetlab.fs.atomic import atomic_path
 from unetlab.inference.grid import mirror_indices
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -71,6 +72,7 @@ def quantize_onnx(
     calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     per_channel: bool = True,
     reduce_range: bool = True,
+    overwrite: bool = False,
 ) -> QuantizeReport:
     """Write an int8 (QDQ) copy of the unetlab ONNX model ``onnx_path`` to ``out_path``.
 
@@ -81,6 +83,7 @@ def quantize_onnx(
         method: ``minmax``, ``entropy`` or ``percentile`` (ONNX Runtime's calibrators).
         calibration_size: largest side of the window taken from each image.
         per_channel, reduce_range: see the module docstring.
+        overwrite: replace an existing ``out_path`` (written atomically either way).
 
     Raises:
         UnetlabError: no calibration images, a file that is not a unetlab export, an image whose
@@ -98,7 +101,27 @@ def quantize_onnx(
     card = export_card(onnx_path)
     images = calibration_images(calibration, split, num_images)
     inputs = [prepare_calibration_input(image, card, calibration_size) for image in images]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_path, overwrite=overwrite) as temp:  # whole and tagged, or not at all
+        _quantize_into(
+            onnx, quantization, quant_pre_process, onnx_path, temp, inputs, card, method,
+            per_channel, reduce_range,
+        )
+    return QuantizeReport(
+        out_path,
+        method,
+        len(inputs),
+        [tuple(x.shape) for x in inputs],
+        time.perf_counter() - started,
+        out_path.stat().st_size / 2**20,
+        onnx_path.stat().st_size / 2**20,
+    )
+
+
+def _quantize_into(
+    onnx: Any, quantization: Any, quant_pre_process: Any, onnx_path: Path, out_path: Path,
+    inputs: list[np.ndarray], card: ModelCard, method: str, per_channel: bool,
+    reduce_range: bool,
+) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="unetlab-quant-") as folder, _quiet_root_logger():
             prepared = Path(folder) / "prepared.onnx"
@@ -139,15 +162,6 @@ def quantize_onnx(
     proto = onnx.load(str(out_path))
     onnx.helper.set_model_props(proto, card_properties(card.with_quantization(out_path, record)))
     onnx.save(proto, str(out_path))
-    return QuantizeReport(
-        out_path,
-        method,
-        len(inputs),
-        [tuple(x.shape) for x in inputs],
-        time.perf_counter() - started,
-        out_path.stat().st_size / 2**20,
-        onnx_path.stat().st_size / 2**20,
-    )
 
 
 def export_card(path: Path) -> ModelCard:

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from unetlab.errors import UnetlabError
+from unetlab.fs.atomic import write_file
 from unetlab.inference.core import ArrayPredictor, Prediction
 from unetlab.inference.inputs import InputFile
 from unetlab.inference.overlay import class_fractions, legend, make_palette, save_overlay
@@ -60,14 +61,22 @@ def allow_large_images(max_pixels: int = MAX_PIXELS) -> Iterator[None]:
 
 
 def output_names(inputs: Sequence[InputFile]) -> list[str]:
-    """A unique file stem per input (``a.png`` twice from two folders -> ``a`` and ``a_2``)."""
-    used: dict[str, int] = {}
-    names = []
-    for item in inputs:
-        stem = item.path.stem
-        used[stem] = used.get(stem, 0) + 1
-        names.append(stem if used[stem] == 1 else f"{stem}_{used[stem]}")
-    return names
+    """A distinct file stem per input (``a.png``, ``a.jpg``, ``a_2.png`` -> ``a``, ``a_3``,
+    ``a_2``): see :func:`unetlab.fs.names.unique_names`."""
+    from unetlab.fs.names import unique_names
+
+    return unique_names([item.path.stem for item in inputs])
+
+
+def output_files(
+    item: InputFile, name: str, save_probs: bool = False, masks: bool = False
+) -> list[str]:
+    """The files (and folders) written for one input named ``name``, the first the main one."""
+    if item.kind == "video":
+        suffix = ".avi" if item.path.suffix.lower() == ".avi" else ".mp4"
+        return [f"{name}_overlay{suffix}", *([f"{name}_masks"] if masks else [])]
+    return [f"{name}_mask.png", f"{name}_overlay.png", *([f"{name}_probs.npy"] if save_probs
+                                                         else [])]
 
 
 def predict_files(
@@ -80,6 +89,7 @@ def predict_files(
     verbose: bool = False,
     save_probs: bool = False,
     masks: bool = False,
+    overwrite: bool = False,
 ) -> tuple[list[Written], Path]:
     """Predict every input into ``out_dir``; returns what was written per input and the legend.
 
@@ -88,8 +98,11 @@ def predict_files(
     tiles' bar when there is a single image) and one per video (:mod:`unetlab.progress`);
     ``verbose``: a line per input as it is written. ``save_probs``: also each image's class
     probabilities (:func:`save_probabilities`); ``masks``: also each video frame's index mask.
+    Before any work, every output name is checked: none may be an input, and none may exist
+    already unless ``overwrite``.
     """
     from unetlab.data.io import read_image
+    from unetlab.fs.atomic import make_folder, refuse_existing
     from unetlab.inference.video import predict_video
 
     images = [item for item in inputs if item.kind == "image"]
@@ -101,9 +114,15 @@ def predict_files(
             "predict the video without --save-probs (--masks writes each frame's labels)",
         )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    palette = make_palette(predictor.class_colors)
     names = dict(zip((item.path for item in inputs), output_names(inputs), strict=True))
+    planned = [
+        out_dir / f
+        for item in inputs
+        for f in output_files(item, names[item.path], save_probs, masks)
+    ]
+    refuse_existing([*planned, out_dir / "legend.png"], overwrite, [i.path for i in inputs])
+    make_folder(out_dir)
+    palette = make_palette(predictor.class_colors)
     written: list[Written] = []
     pending: list[tuple[InputFile, np.ndarray]] = []
     tile_bars = predictor.options.progress
@@ -116,7 +135,8 @@ def predict_files(
         )
         for (item, image), prediction in zip(pending, predictions, strict=True):
             done = _write_image_outputs(
-                predictor, item, image, prediction, out_dir / names[item.path], palette, alpha
+                predictor, item, image, prediction, out_dir / names[item.path], palette, alpha,
+                overwrite,
             )
             written.append(done)
             if verbose:
@@ -142,14 +162,14 @@ def predict_files(
     for item in inputs:
         if item.kind == "video":
             name = names[item.path]
-            suffix = ".avi" if item.path.suffix.lower() == ".avi" else ".mp4"
             result = predict_video(
                 predictor,
                 item.path,
-                out_dir / f"{name}_overlay{suffix}",
+                out_dir / output_files(item, name)[0],
                 alpha,
                 progress,
                 masks_dir=out_dir / f"{name}_masks" if masks else None,
+                overwrite=overwrite,
             )
             outputs = [result.path] + ([result.masks_dir] if result.masks_dir else [])
             written.append(Written(item.path, outputs, result.size[::-1], frames=result.frames))
@@ -157,11 +177,14 @@ def predict_files(
                 print(written[-1].describe(predictor.class_names), flush=True)
     legend_path = out_dir / "legend.png"
     totals = _mean_fractions(written, predictor.num_classes)
-    Image.fromarray(legend(predictor.class_names, palette, totals)).save(legend_path)
+    picture = Image.fromarray(legend(predictor.class_names, palette, totals))
+    write_file(legend_path, lambda h: picture.save(h, format="PNG"), overwrite=overwrite)
     return written, legend_path
 
 
-def save_probabilities(path: str | Path, probabilities: np.ndarray) -> Path:
+def save_probabilities(
+    path: str | Path, probabilities: np.ndarray, overwrite: bool = False
+) -> Path:
     """Write one image's class probabilities as ``NAME_probs.npy``: float32, ``K x H x W``
     (``K`` = the model's classes: 2 for a one-channel sigmoid model), summing to 1 over ``K``
     at every pixel; ``numpy.load(path, mmap_mode="r")`` reads a slice of a large one.
@@ -170,9 +193,8 @@ def save_probabilities(path: str | Path, probabilities: np.ndarray) -> Path:
     them apart, and then the argmax of the saved values would differ from the saved mask.
     The mask is their argmax (for a binary model: class 1 where ``p[1] > threshold``).
     """
-    from unetlab.data.io import write_array
-
-    return write_array(Path(path), np.asarray(probabilities, dtype=np.float32))
+    array = np.asarray(probabilities, dtype=np.float32)
+    return write_file(Path(path), lambda handle: np.save(handle, array), overwrite=overwrite)
 
 
 def _write_image_outputs(
@@ -183,17 +205,19 @@ def _write_image_outputs(
     stem: Path,
     palette: np.ndarray,
     alpha: float,
+    overwrite: bool = False,
 ) -> Written:
     from unetlab.data.io import write_mask
 
     labels = prediction.labels
     outputs = [
-        write_mask(stem.with_name(f"{stem.name}_mask.png"), labels, palette.tolist()),
-        save_overlay(stem.with_name(f"{stem.name}_overlay.png"), image, labels, palette, alpha),
+        write_mask(stem.with_name(f"{stem.name}_mask.png"), labels, palette.tolist(), overwrite),
+        save_overlay(stem.with_name(f"{stem.name}_overlay.png"), image, labels, palette, alpha,
+                     overwrite=overwrite),
     ]
     if prediction.probabilities is not None:
         probs_path = stem.with_name(f"{stem.name}_probs.npy")
-        outputs.append(save_probabilities(probs_path, prediction.probabilities))
+        outputs.append(save_probabilities(probs_path, prediction.probabilities, overwrite))
     fractions = class_fractions(labels, predictor.num_classes)
     return Written(item.path, outputs, image.shape[:2], fractions)
 

@@ -86,11 +86,14 @@ def save_overlay(
     palette: np.ndarray,
     alpha: float = 0.5,
     clear: int | Sequence[int] | None = BACKGROUND,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Write :func:`blend` as an image file (PNG, JPEG ... by the ending).
 
     Blended straight into OpenCV's BGR order and encoded from the array, so a 20000 x 20000
-    overlay costs one copy of the image, not the three that a Pillow round trip needs.
+    overlay costs one copy of the image, not the three that a Pillow round trip needs. Written
+    atomically, never over a file this invocation did not create unless ``overwrite``.
     """
     import cv2
 
@@ -99,9 +102,9 @@ def save_overlay(
     ok, encoded = cv2.imencode(path.suffix or ".png", bgr)
     if not ok:
         raise ValueError(f"OpenCV cannot encode an image as '{path.suffix}'")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoded.tofile(path)
-    return path
+    from unetlab.fs.atomic import write_file
+
+    return write_file(path, lambda handle: handle.write(encoded.data), overwrite=overwrite)
 
 
 def _reversed_channels(image: np.ndarray) -> np.ndarray:

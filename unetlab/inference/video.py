@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from unetlab.errors import UnetlabError
+from unetlab.fs.atomic import atomic_path
 from unetlab.inference.core import ArrayPredictor
 from unetlab.inference.overlay import blend, make_palette
 from unetlab.progress import Progress
@@ -101,18 +102,16 @@ def predict_video(
     alpha: float = 0.5,
     progress: bool = True,
     masks_dir: str | Path | None = None,
+    overwrite: bool = False,
 ) -> VideoResult:
     """Predict every frame (``predictor.options.batch_size`` frames per pass) and write the
-    colour overlay as a video next to ``out_path`` (codec from its ending: mp4v or XVID).
+    colour overlay as a video next to ``out_path`` (codec from its ending: mp4v or XVID),
+    atomically and never over a file this invocation did not create unless ``overwrite``.
 
     With ``masks_dir``, each frame's labels are also written there as an index mask,
     ``<video name>_<frame number, from 0>.png`` (a palette PNG in the class colours), for
     measuring or post-processing frames; the lossy video is for looking at.
     """
-    import cv2
-
-    from unetlab.data.io import write_mask
-
     path, out_path = Path(path), Path(out_path)
     masks_dir = None if masks_dir is None else Path(masks_dir)
     fourcc = FOURCC.get(out_path.suffix.lower())
@@ -121,9 +120,23 @@ def predict_video(
             f"cannot write a video ending in '{out_path.suffix}'", out_path, "use .mp4 or .avi"
         )
     fps, total = video_info(path)
+    with atomic_path(out_path, overwrite=overwrite) as temp:  # whole video, or none
+        return _write_overlay_video(
+            predictor, path, out_path, temp, fourcc, fps, total, alpha, progress, masks_dir,
+            overwrite,
+        )
+
+
+def _write_overlay_video(
+    predictor: ArrayPredictor, path: Path, out_path: Path, temp: Path, fourcc: str, fps: float,
+    total: int, alpha: float, progress: bool, masks_dir: Path | None, overwrite: bool,
+) -> VideoResult:
+    import cv2
+
+    from unetlab.data.io import write_mask
+
     palette = make_palette(predictor.class_colors)
     digits = max(6, len(str(total)))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     writer = None
     frames = 0
     try:
@@ -137,7 +150,7 @@ def predict_video(
                     if writer is None:
                         size = (frame.shape[1], frame.shape[0])
                         writer = cv2.VideoWriter(
-                            str(out_path), cv2.VideoWriter.fourcc(*fourcc), fps, size
+                            str(temp), cv2.VideoWriter.fourcc(*fourcc), fps, size
                         )
                         if not writer.isOpened():
                             raise UnetlabError(
@@ -152,6 +165,7 @@ def predict_video(
                             masks_dir / f"{path.stem}_{frames:0{digits}d}.png",
                             prediction.labels,
                             palette.tolist(),
+                            overwrite,
                         )
                     frames += 1
                 bar.update(len(batch))

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,31 +49,31 @@ def download(url: str, folder: Path | None = None) -> Path:
     target = folder / name
     if target.is_file():
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length else None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=None) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            if total is not None and out.tell() != total:
-                raise UnetlabError(
-                    f"download incomplete: got {out.tell()} of {total} bytes", url, "retry"
-                )
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise UnetlabError(
-            f"could not download the weights ({type(exc).__name__}: {exc})",
-            url,
-            "check the URL and the network, or download the file yourself and pass its path",
-        ) from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    from unetlab.fs.atomic import write_file
+
+    def fetch(out: Any) -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length else None
+                received = 0
+                with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=None) as bar:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, TimeoutError, ValueError) as exc:  # not the disk's fault
+            raise UnetlabError(
+                f"could not download the weights ({type(exc).__name__}: {exc})",
+                url,
+                "check the URL and the network, or download the file yourself and pass its path",
+            ) from None
+        if total is not None and received != total:
+            raise UnetlabError(
+                f"download incomplete: got {received} of {total} bytes", url, "retry"
+            )
+
+    write_file(target, fetch)  # temp file, fsync, rename; the user's umask
     return target
 
 

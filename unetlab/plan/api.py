@@ -126,11 +126,9 @@ def write_plan(plan: Plan, path: str | Path) -> Path:
     path = Path(path)
     if path.exists():
         raise UnetlabError("a file of this name exists", path, "pass another --out or remove it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(plan_to_yaml(plan))
-    os.replace(temp, path)
-    return path
+    from unetlab.fs.atomic import write_text
+
+    return write_text(path, plan_to_yaml(plan))
 
 
 class _FlowListDumper(yaml.SafeDumper):

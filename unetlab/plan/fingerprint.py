@@ -284,10 +284,10 @@ def _cache_key(info: Any, split: str, val_split: str, ids: list[str]) -> str:
 
 def _write_cache(path: Path, fingerprint: Fingerprint) -> None:
     """Best effort: a cache that cannot be written only costs a re-read next time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps(fingerprint.to_dict(), indent=1))
-        os.replace(temp, path)
-    except OSError:
-        pass
+    from contextlib import suppress
+
+    from unetlab.errors import UnetlabError
+    from unetlab.fs.atomic import write_text
+
+    with suppress(OSError, UnetlabError):  # the cache is unetlab's own: a stale one is replaced
+        write_text(path, json.dumps(fingerprint.to_dict(), indent=1), overwrite=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +164,8 @@ def inspect_split(
         if memory is not None:
             memory[index] = labels
         elif folder is not None:
-            write_mask(folder / prediction_name(index), labels, palette)
+            # the cache is this command's own: a stale prediction is replaced
+            write_mask(folder / prediction_name(index), labels, palette, overwrite=True)
         if progress is not None:
             progress(index + 1, len(dataset))
     rows = worst_first(rows)
@@ -218,15 +218,11 @@ def _palette(predictor: ArrayPredictor) -> list[tuple[int, int, int]]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomic write (a temp file renamed over the target), with the user's umask."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temp.open("w") as handle:
-            json.dump(data, handle)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    """Atomic write with the user's umask (:mod:`unetlab.fs.atomic`); the cache is this
+    command's own file, so a stale entry is replaced."""
+    from unetlab.fs.atomic import write_text
+
+    write_text(path, json.dumps(data), overwrite=True)
 
 
 def _safe(text: str) -> str:
