@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="split name, or a path to a .txt id list (e.g. benchmarks/splits/)")
     parser.add_argument("--val-split", default="val",
                         help="split to validate and score on; other sequences than training")
+    parser.add_argument("--score-run", metavar="RUN",
+                        help="only score an existing run folder of this recipe (a run whose "
+                        "scoring was interrupted); its load during training is not known")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override (repeatable)")
     args = parser.parse_args(argv)
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"-{args.tag}" if args.tag else "")
 
     baseline = None
+    if args.score_run:
+        return score_run(args, name)
     if args.against_baseline:
         command = [sys.executable, str(HERE / "baseline.py"), "--data", args.data, "--minutes",
                    str(args.minutes), "--seed", str(args.seed), "--out", args.out,
@@ -132,6 +137,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record.update(platform_info.record(load_before))
     if baseline is not None:
         record["baseline"] = baseline
+    return platform_info.write_record(record, args.out, name)
+
+
+def score_run(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The record of an existing run folder, scored as a finished run is."""
+    from unetlab.artifacts.checkpoint import load_checkpoint
+    from unetlab.engine.config import load_config
+
+    run = Path(args.score_run).resolve()
+    cfg = load_config(run / "config.yaml")
+    last, best = run / "checkpoints" / "last.pt", run / "checkpoints" / "best.pt"
+    state = load_checkpoint(last)
+    load_before = platform_info.load_average()
+    record: dict[str, Any] = {
+        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),
+        "recipe": "plan" if args.plan else args.preset,
+        "data": str(Path(args.data).resolve()),
+        "budget_minutes": args.minutes,
+        "overrides": args.overrides,
+        "seed": args.seed,
+        "train_split": args.train_split,
+        "val_split": args.val_split,
+        "run_dir": str(run),
+        "scored_afterwards": "the run's own scoring was interrupted; load during training "
+                             "not recorded",
+        "epochs": int(state["epoch"]),
+        "steps": int(state["global_step"]),
+        "plan_reasons": None,
+        "config": cfg.to_dict(),
+    }
+    classes = int(cfg.data.num_classes or 0) or None
+    for label, checkpoint in (("last", last), ("best", best)):
+        record[f"val_{label}"] = score_checkpoint(checkpoint, args.data, classes,
+                                                  split=args.val_split)
+    augment = cfg.data.augment
+    tta = "flips+rot90" if augment.rotate90 else "flips" if augment.vflip else "hflip"
+    record["val_last_tta"] = {
+        "tta": tta, **score_checkpoint(last, args.data, classes, tta=tta, split=args.val_split)
+    }
+    record.update(platform_info.record(load_before))
     return platform_info.write_record(record, args.out, name)
 
 
