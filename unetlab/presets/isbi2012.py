@@ -15,6 +15,8 @@ clock-based schedule replaced by epochs (about 2,500 steps, the plan's count on 
   away.
 - AdamW 1e-3, cosine to 1e-6 after a 100-step warm-up. ``train.amp`` stays ``auto``: bf16 where
   a timed step on this machine is faster, fp32 elsewhere.
+- Prediction averages the 8 flips and rotations (``inference.tta: flips+rot90``; better on every
+  score at 20 minutes, Rand error 0.166 -> 0.139); ``--no-tta`` turns it off.
 """
 
 PRESET = {
@@ -38,4 +40,5 @@ PRESET = {
     "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
     "schedule": {"name": "cosine", "warmup_steps": 100, "min_lr": 1e-6},
     "train": {"epochs": 50, "val_every": 5, "best_metric": "miou"},
+    "inference": {"tta": "flips+rot90"},
 }
