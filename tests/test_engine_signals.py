@@ -68,7 +68,7 @@ def test_sigint_saves_last_checkpoint_and_says_how_to_resume(tmp_path):
     config = long_epoch_config(tmp_path, epochs=2)
     release = tmp_path / "release"
     process = start_training([str(config)], tmp_path, hold=f"3:{release}")
-    read_until(process, "epoch 1/2 step 3/40")  # the child now waits after step 3
+    read_until(process, "epoch 1/2: 3/40 it")  # the child now waits after step 3
     process.send_signal(signal.SIGINT)
     release.touch()
     output, _ = process.communicate(timeout=900)

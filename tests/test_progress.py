@@ -86,7 +86,7 @@ def test_evaluate_shows_progress_in_a_log(tmp_path, capsys) -> None:
     assert "\r" not in captured.err + captured.out
     counts = re.findall(r"^evaluate val: (\d)/3 image", captured.err, re.MULTILINE)
     assert counts == ["1", "2", "3"]
-    assert main(["evaluate", str(run), "--data", str(root), "--quiet"]) == 0
+    assert main(["evaluate", str(run), "--data", str(root), "--quiet", "--overwrite"]) == 0
     assert "evaluate val" not in capsys.readouterr().err
 
 

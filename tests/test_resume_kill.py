@@ -19,7 +19,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_run(tmp_path):
     config = long_epoch_config(tmp_path, epochs=2, repeat=5)
     run = tmp_path / "runs" / "tiny"
     process = start_training([str(config)], tmp_path, hold=f"25:{tmp_path / 'never'}")
-    read_until(process, "epoch 2/2 step 5/20")  # epoch 1 is checkpointed, epoch 2 is held
+    read_until(process, "epoch 2/2: 5/20 it")  # epoch 1 is checkpointed, epoch 2 is held
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL

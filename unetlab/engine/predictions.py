@@ -38,7 +38,9 @@ def save_predictions(
     was_training = model.training
     model.eval()
     written: list[Path] = []
-    names = file_names([dataset.ids[index] for index in range(min(count, len(dataset)))])
+    shown = range(min(count, len(dataset)))
+    ids = getattr(dataset, "ids", None)
+    names = file_names([str(ids[i]) if ids is not None else dataset[i]["id"] for i in shown])
     try:
         for index in range(min(count, len(dataset))):
             sample = dataset[index]

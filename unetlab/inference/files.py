@@ -96,8 +96,10 @@ def predict_files(
     Images go through ``predictor.predict_batch`` ``batch_size`` at a time (same-sized images
     share forward passes; large ones are tiled). ``progress``: one bar over the images (the
     tiles' bar when there is a single image) and one per video (:mod:`unetlab.progress`);
-    ``verbose``: a line per input as it is written. ``save_probs``: also each image's class
-    probabilities (:func:`save_probabilities`); ``masks``: also each video frame's index mask.
+    ``verbose``: a line per input as it is written (an input whose output names had to differ
+    from its stem, e.g. ``a.png`` and ``a.jpg``, always gets its line: the mapping).
+    ``save_probs``: also each image's class probabilities (:func:`save_probabilities`);
+    ``masks``: also each video frame's index mask.
     Before any work, every output name is checked: none may be an input, and none may exist
     already unless ``overwrite``.
     """
@@ -139,7 +141,7 @@ def predict_files(
                 overwrite,
             )
             written.append(done)
-            if verbose:
+            if verbose or names[item.path] != item.path.stem:  # a renamed output: the mapping
                 bar.write(done.describe(predictor.class_names))
             bar.update(1)
         pending.clear()
@@ -173,7 +175,7 @@ def predict_files(
             )
             outputs = [result.path] + ([result.masks_dir] if result.masks_dir else [])
             written.append(Written(item.path, outputs, result.size[::-1], frames=result.frames))
-            if verbose:
+            if verbose or name != item.path.stem:
                 print(written[-1].describe(predictor.class_names), flush=True)
     legend_path = out_dir / "legend.png"
     totals = _mean_fractions(written, predictor.num_classes)
