@@ -143,12 +143,13 @@ ONNX_METADATA_ACCESS = {"metadata_props", "custom_metadata_map", "get_modelmeta"
 """How an ``.onnx`` file's metadata is reached (onnx protos, ONNX Runtime sessions)."""
 METADATA_READERS = {"load_checkpoint", "read_metadata"}
 """The functions that hand out a checkpoint dict or an export's raw metadata dict."""
-RESUMING = {"engine/trainer.py"}
+RESUMING = {"engine/trainer.py", "engine/runfolder.py"}
 """Modules allowed to load a checkpoint: the trainer resumes from the training state it wrote
-(optimizer, counters, RNG ...); it reads no model-card key (the card is the artifacts' job)."""
+(optimizer, counters, RNG ...), and the run folder checks that best.pt holds the best epoch
+last.pt names; they read no model-card key (the card is the artifacts' job)."""
 RESUME_KEYS = {
     "state_dict", "optimizer", "scaler", "epoch", "global_step", "position", "scheduler",
-    "history", "early_stopping", "rng", "path",
+    "history", "early_stopping", "rng", "path", "best_metric",
 }  # fmt: skip
 
 

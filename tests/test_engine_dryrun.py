@@ -35,11 +35,11 @@ def one_thread():
 
 def test_another_model_drops_the_presets_model_options_and_says_so():
     preset_options = load_config(preset="camvid").model.options
-    assert preset_options == {"base": 16, "depth": 4, "padding": "same"}
+    assert preset_options == {"base": 32, "depth": 4, "padding": "same"}
     cfg = load_config(preset="camvid", options={"model": {"name": "resnet50_unet"}})
     assert cfg.model.name == "resnet50_unet" and cfg.model.options == {}
     (note,) = cfg.notes
-    assert "'resnet50_unet'" in note and "base=16, depth=4, padding='same'" in note
+    assert "'resnet50_unet'" in note and "base=32, depth=4, padding='same'" in note
     assert "pretrained=None" in note  # what the new model takes
     # options given with the new model (same layer or above) are kept
     cfg = load_config(
@@ -58,7 +58,7 @@ def test_another_model_drops_the_presets_model_options_and_says_so():
         (["model.options={}"], {}),
         (["model.options=null"], {}),
         (["model.options={base: 8}"], {"base": 8}),  # a mapping replaces
-        (["model.options.depth=3"], {"base": 16, "depth": 3, "padding": "same"}),  # a key merges
+        (["model.options.depth=3"], {"base": 32, "depth": 3, "padding": "same"}),  # a key merges
         (["model.options={}", "model.options.depth=3"], {"depth": 3}),
     ],
 )

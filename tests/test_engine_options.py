@@ -265,7 +265,8 @@ def test_auto_class_weights_are_median_frequency_of_the_training_masks(data):
     hand = torch.tensor(np.median(counts) / counts, dtype=torch.float32)
     assert not torch.allclose(hand, torch.ones(3))  # the classes are imbalanced
 
-    cfg = load_config(preset="camvid", overrides=[f"data.root={data}"])  # class_weights: auto
+    cfg = load_config(preset="camvid", overrides=[f"data.root={data}",  # class_weights: auto
+                                                  "loss.class_weight_method=median"])
     report = check_dataset(data, None, ("train", "val"))
     criterion = build_criterion(cfg, report, 3)
     gen = torch.Generator().manual_seed(0)

@@ -500,7 +500,11 @@ def test_cli_evaluates_a_run_folder(tmp_path, capsys):
     data = json.loads((out / "report.json").read_text())
     assert data["num_images"] == 2 and data["binary"] is None
     assert np.sum(data["confusion_matrix"]) == 2 * 20 * 24
-    assert sorted(p.name for p in (out / "panels").iterdir()) == ["s0.png", "s1.png"]
+    worst_first = [row["id"] for row in data["per_image"]]
+    assert sorted(worst_first) == ["s0", "s1"]
+    assert sorted(p.name for p in (out / "panels").iterdir()) == [
+        f"{rank}_{sample_id}.png" for rank, sample_id in enumerate(worst_first, start=1)
+    ]
     with Image.open(out / "confusion_matrix.png") as figure:
         assert figure.size[0] > 200
     assert "mIoU" in printed and str(out / "report.json") in printed

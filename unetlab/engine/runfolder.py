@@ -133,12 +133,13 @@ def reconcile_best(
     held = None
     if best_path.exists():
         try:
-            best = load_checkpoint(best_path)
+            checkpoint = load_checkpoint(best_path)
         except UnetlabError:
-            best = None
-        if best is not None:
-            stopping = best.get("early_stopping") or {}
-            held = (int(best.get("epoch", -1)), best.get("best_metric"), stopping.get("metric"))
+            checkpoint = None
+        if checkpoint is not None:
+            stopping = checkpoint.get("early_stopping") or {}
+            held = (int(checkpoint.get("epoch", -1)), checkpoint.get("best_metric"),
+                    stopping.get("metric"))
     if claimed is None:
         return None, None  # nothing claimed; a best.pt is replaced at the next improvement
     if held is not None and held[0] == claimed:
