@@ -122,22 +122,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "plan_reasons": plan_reasons,
         "config": cfg.to_dict(),
     }
-    classes = int(cfg.data.num_classes or 0) or None
-    for label, checkpoint in (("last", result.last_checkpoint), ("best", result.best_checkpoint)):
-        if checkpoint is not None:
-            record[f"val_{label}"] = score_checkpoint(checkpoint, args.data, classes,
-                                                      split=args.val_split)
-    # test-time augmentation of the last checkpoint: the symmetries the training augmented with
-    augment = cfg.data.augment
-    tta = "flips+rot90" if augment.rotate90 else "flips" if augment.vflip else "hflip"
-    record["val_last_tta"] = {
-        "tta": tta, **score_checkpoint(result.last_checkpoint, args.data, classes, tta=tta,
-                                       split=args.val_split)
-    }
+    record.update(score_checkpoints(cfg, result.last_checkpoint, result.best_checkpoint, args))
     record.update(platform_info.record(load_before))
     if baseline is not None:
         record["baseline"] = baseline
     return platform_info.write_record(record, args.out, name)
+
+
+def score_checkpoints(
+    cfg: Any, last: Path, best: Path | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """``val_last``, ``val_best`` and ``val_last_tta`` (the last checkpoint averaged over the
+    symmetries the training augmented with) of a run, on the val split."""
+    classes = int(cfg.data.num_classes or 0) or None
+    scores: dict[str, Any] = {}
+    for label, checkpoint in (("last", last), ("best", best)):
+        if checkpoint is not None:
+            scores[f"val_{label}"] = score_checkpoint(checkpoint, args.data, classes,
+                                                      split=args.val_split)
+    augment = cfg.data.augment
+    tta = "flips+rot90" if augment.rotate90 else "flips" if augment.vflip else "hflip"
+    scores["val_last_tta"] = {
+        "tta": tta, **score_checkpoint(last, args.data, classes, tta=tta, split=args.val_split)
+    }
+    return scores
 
 
 def score_run(args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -167,15 +175,7 @@ def score_run(args: argparse.Namespace, name: str) -> dict[str, Any]:
         "plan_reasons": None,
         "config": cfg.to_dict(),
     }
-    classes = int(cfg.data.num_classes or 0) or None
-    for label, checkpoint in (("last", last), ("best", best)):
-        record[f"val_{label}"] = score_checkpoint(checkpoint, args.data, classes,
-                                                  split=args.val_split)
-    augment = cfg.data.augment
-    tta = "flips+rot90" if augment.rotate90 else "flips" if augment.vflip else "hflip"
-    record["val_last_tta"] = {
-        "tta": tta, **score_checkpoint(last, args.data, classes, tta=tta, split=args.val_split)
-    }
+    record.update(score_checkpoints(cfg, last, best, args))
     record.update(platform_info.record(load_before))
     return platform_info.write_record(record, args.out, name)
 

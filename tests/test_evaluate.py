@@ -512,11 +512,9 @@ def test_cli_evaluates_a_run_folder(tmp_path, capsys):
         assert name in printed
 
 
-def test_cli_tta_scores_the_flip_averaged_prediction(tmp_path):
-    """A random U-Net is not flip-equivariant: ``--tta`` must score the mean of its outputs on
-    the four flips (written out here with torch.flip), and without it the plain output."""
-    checkpoint = tiny_unet_checkpoint(tmp_path / "model.pt")
-    root = random_dataset(tmp_path / "data", n=2, size=(16, 20))  # multiples of 4: no padding
+def plain_and_flip_averaged_confusions(checkpoint, root) -> dict[bool, np.ndarray]:
+    """Brute-force confusion matrices of images s0, s1: the plain output (False) and the mean
+    over the four flips written out with torch.flip (True); normalisation mean 0.5, std 0.25."""
     model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
     expected = {False: np.zeros((3, 3), np.int64), True: np.zeros((3, 3), np.int64)}
     for sample_id in ("s0", "s1"):
@@ -526,6 +524,15 @@ def test_cli_tta_scores_the_flip_averaged_prediction(tmp_path):
         with torch.no_grad():
             for tta, logits in ((False, model(x)), (True, dihedral_mean(model, x))):
                 expected[tta] += brute_force_confusion(logits.argmax(1)[0].numpy(), truth, 3)
+    return expected
+
+
+def test_cli_tta_scores_the_flip_averaged_prediction(tmp_path):
+    """A random U-Net is not flip-equivariant: ``--tta`` must score the mean of its outputs on
+    the four flips (written out here with torch.flip), and without it the plain output."""
+    checkpoint = tiny_unet_checkpoint(tmp_path / "model.pt")
+    root = random_dataset(tmp_path / "data", n=2, size=(16, 20))  # multiples of 4: no padding
+    expected = plain_and_flip_averaged_confusions(checkpoint, root)
     assert not np.array_equal(expected[False], expected[True])  # the check can tell them apart
 
     for tta in (False, True):
@@ -547,15 +554,7 @@ def test_the_runs_own_tta_is_the_default_and_no_tta_turns_it_off(tmp_path):
     payload.pop("path", None)
     save_checkpoint(payload, checkpoint)
     root = random_dataset(tmp_path / "data", n=2, size=(16, 20))
-    model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
-    expected = {False: np.zeros((3, 3), np.int64), True: np.zeros((3, 3), np.int64)}
-    for sample_id in ("s0", "s1"):
-        image = np.array(Image.open(root / "images" / f"{sample_id}.png"))
-        truth = np.array(Image.open(root / "masks" / f"{sample_id}.png"))
-        x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.25
-        with torch.no_grad():
-            for tta, logits in ((False, model(x)), (True, dihedral_mean(model, x))):
-                expected[tta] += brute_force_confusion(logits.argmax(1)[0].numpy(), truth, 3)
+    expected = plain_and_flip_averaged_confusions(checkpoint, root)
     assert not np.array_equal(expected[False], expected[True])
 
     for flags, tta in (([], True), (["--no-tta"], False), (["--tta"], True)):
