@@ -60,6 +60,7 @@ from unetlab.fs.atomic import make_folder, overwriting, write_text
 from unetlab.fs.oserrors import os_error
 from unetlab.fs.runlock import RunLock
 from unetlab.fs.testpoint import pause_point
+from unetlab.losses.deep_supervision import deep_supervision_loss
 
 STOP_COMPLETED, STOP_EARLY, STOP_TIME, STOP_INTERRUPTED = (
     "completed",
@@ -477,10 +478,14 @@ class Trainer:
         weight = batch.get("weight")
         weight = None if weight is None else weight.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            logits = self.ddp_model(images)
+            aux: list[torch.Tensor] = []
+            if self.model.aux_levels:  # deep supervision: the auxiliary heads are scored too
+                logits, aux = self.ddp_model(images, aux=True)
+            else:
+                logits = self.ddp_model(images)
             if logits.shape[-2:] != masks.shape[-2:]:  # valid padding: score the centre
                 masks, weight = _centre_crop(masks, weight, logits.shape[-2:])
-            loss = self.criterion(logits, masks, weight=weight)
+            loss = deep_supervision_loss(self.criterion, logits, aux, masks, weight=weight)
         loss_value = float(loss.detach())
         nonfinite, interrupted, elapsed = dist_utils.max_over_ranks(
             self.context, not math.isfinite(loss_value), self.interrupt.requested, self._elapsed()

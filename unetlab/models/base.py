@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from unetlab.errors import UnetlabError
+from unetlab.models.blocks import init_he
 from unetlab.models.padding import check_size, is_valid_input_size, valid_output_size
 
 if TYPE_CHECKING:
@@ -47,6 +50,68 @@ class SegmentationModel(nn.Module):
     spec: dict[str, Any]
     pretrained_report: LoadReport | None = None
     init_report: LoadReport | None = None
+
+    def _aux_heads(self) -> nn.ModuleList | None:
+        """The deep-supervision heads, finest first (None: none attached)."""
+        heads = self._modules.get("aux_heads")
+        return heads if isinstance(heads, nn.ModuleList) else None
+
+    @property
+    def aux_levels(self) -> int:
+        """How many decoder stages carry an auxiliary head (deep supervision; 0: none)."""
+        heads = self._aux_heads()
+        return 0 if heads is None else len(heads)
+
+    def attach_aux_heads(
+        self, stage_channels: Sequence[int], levels: int, num_classes: int
+    ) -> None:
+        """Deep supervision (nnU-Net, after Lee et al. 2015): 1x1 heads on the ``levels``
+        decoder stages just above the last one, so gradients reach the deep decoder directly.
+
+        ``stage_channels`` are the decoder stages' output channels, deepest first. The heads
+        only run when ``forward(x, aux=True)`` asks for them (training); inference and export
+        see the plain logits, so a model trained this way predicts like any other.
+        """
+        if levels == 0:
+            return
+        if self.padding == "valid":
+            raise UnetlabError(
+                "deep supervision needs same padding: valid convolutions crop every decoder "
+                "stage by a different margin, so its outputs do not align with the mask",
+                hint="set model.options.padding=same or model.options.deep_supervision=0",
+            )
+        above_last = list(stage_channels[:-1])
+        if levels > len(above_last):
+            raise UnetlabError(
+                f"deep_supervision={levels} asks for more auxiliary heads than the "
+                f"{len(above_last)} decoder stages above the last one",
+                hint=f"use at most {len(above_last)}",
+            )
+        finest_first = list(reversed(above_last))[:levels]
+        heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in finest_first)
+        init_he(heads)
+        self.add_module("aux_heads", heads)
+
+    def outputs(
+        self, logits: torch.Tensor, stages: Sequence[torch.Tensor], aux: bool
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """What ``forward`` returns: the logits, or with ``aux`` also the auxiliary heads'
+        logits (finest first), resized bilinearly to the logits' size so that every level is
+        scored against the same full-resolution mask, weight map and ignore index."""
+        if not aux:
+            return logits
+        heads = self._aux_heads()
+        if heads is None:
+            raise UnetlabError(
+                "forward(aux=True) on a model without auxiliary heads",
+                hint="build it with the model option deep_supervision > 0",
+            )
+        finest_first = list(reversed(stages[:-1]))
+        side = [
+            F.interpolate(head(x), size=logits.shape[-2:], mode="bilinear", align_corners=False)
+            for head, x in zip(heads, finest_first, strict=False)
+        ]
+        return logits, side
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Output ``(H', W')`` for a legal input size."""

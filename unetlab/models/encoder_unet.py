@@ -18,9 +18,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from unetlab.models.base import SegmentationModel
@@ -61,6 +63,7 @@ class EncoderUNet(SegmentationModel):
         start_level: int | None = None,
         num_convs: int = 2,
         batch_norm: bool = False,
+        deep_supervision: int = 0,
     ):
         super().__init__()
         self.encoder = encoder
@@ -90,21 +93,26 @@ class EncoderUNet(SegmentationModel):
         self.decoder = nn.ModuleList(blocks)
         self.head = nn.Conv2d(channels, num_classes, kernel_size=1)
         self.head_stride = stride  # logits are resized by this factor
+        self.attach_aux_heads([s.out_channels for s in self.stages], deep_supervision, num_classes)
         init_he(self.decoder)
         init_he(self.head)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, aux: bool = False) -> Any:
+        """Logits; with ``aux`` (training with deep supervision) also the auxiliary ones."""
         self.check_input(x)
         levels = self.encoder(x)
         y = levels[self.start_level]
+        stages = []
         for stage, block in zip(self.stages, self.decoder, strict=True):
             y = block(y, None if stage.skip is None else levels[stage.skip])
+            if aux:
+                stages.append(y)
         y = self.head(y)
         if self.head_stride > 1:
             y = F.interpolate(
                 y, scale_factor=self.head_stride, mode="bilinear", align_corners=False
             )
-        return y
+        return self.outputs(y, stages, aux)
 
 
 def _with_weights(model: EncoderUNet, pretrained: str | Path | None) -> EncoderUNet:
@@ -116,6 +124,9 @@ def _with_weights(model: EncoderUNet, pretrained: str | Path | None) -> EncoderU
     return model
 
 
+DeepSupervision = Annotated[int, Field(ge=0, le=4)]
+"""Auxiliary heads on that many decoder stages above the last (training only)."""
+
 BUBBLIIIING_STAGES = tuple(
     DecoderStage(out, skip) for out, skip in ((512, 3), (256, 2), (128, 1), (64, 0))
 )
@@ -123,21 +134,33 @@ BUBBLIIIING_STAGES = tuple(
 
 @register_model("vgg16_unet")
 def vgg16_unet(
-    num_classes: int, in_channels: int = 3, *, pretrained: str | Path | None = None
+    num_classes: int,
+    in_channels: int = 3,
+    *,
+    pretrained: str | Path | None = None,
+    deep_supervision: DeepSupervision = 0,
 ) -> EncoderUNet:
     """U-Net on a VGG16 encoder (levels at strides 1..16), bubbliiiing's decoder."""
     encoder = build_encoder("vgg16", in_channels)
-    return _with_weights(EncoderUNet(encoder, BUBBLIIIING_STAGES, num_classes), pretrained)
+    model = EncoderUNet(
+        encoder, BUBBLIIIING_STAGES, num_classes, deep_supervision=deep_supervision
+    )
+    return _with_weights(model, pretrained)
 
 
 @register_model("resnet50_unet")
 def resnet50_unet(
-    num_classes: int, in_channels: int = 3, *, pretrained: str | Path | None = None
+    num_classes: int,
+    in_channels: int = 3,
+    *,
+    pretrained: str | Path | None = None,
+    deep_supervision: DeepSupervision = 0,
 ) -> EncoderUNet:
     """U-Net on a ResNet-50 encoder (strides 2..32), bubbliiiing's decoder + a final up block."""
     encoder = build_encoder("resnet50", in_channels)
     stages = (*BUBBLIIIING_STAGES, DecoderStage(64, None))
-    return _with_weights(EncoderUNet(encoder, stages, num_classes), pretrained)
+    model = EncoderUNet(encoder, stages, num_classes, deep_supervision=deep_supervision)
+    return _with_weights(model, pretrained)
 
 
 @register_model("mobilenet_unet")
@@ -147,6 +170,7 @@ def mobilenet_unet(
     *,
     pretrained: str | Path | None = None,
     level1_skip: bool = True,
+    deep_supervision: DeepSupervision = 0,
 ) -> EncoderUNet:
     """U-Net on a MobileNetV2 encoder (strides 2..16) with the Keras conv+BN decoder."""
     encoder = build_encoder("mobilenet_v2", in_channels, depth=4)
@@ -156,5 +180,12 @@ def mobilenet_unet(
         DecoderStage(128, 1),
         DecoderStage(64, 0 if level1_skip else None),
     )
-    model = EncoderUNet(encoder, stages, num_classes, num_convs=1, batch_norm=True)
+    model = EncoderUNet(
+        encoder,
+        stages,
+        num_classes,
+        num_convs=1,
+        batch_norm=True,
+        deep_supervision=deep_supervision,
+    )
     return _with_weights(model, pretrained)

@@ -10,7 +10,7 @@ deepest pooling and at the bottleneck).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
@@ -35,6 +35,7 @@ class UNet(SegmentationModel):
         up: Literal["transpose", "bilinear"] = "transpose",
         batch_norm: bool = True,
         dropout: float = 0.0,
+        deep_supervision: int = 0,
     ):
         super().__init__()
         self.in_channels, self.depth, self.padding = in_channels, depth, padding
@@ -60,9 +61,11 @@ class UNet(SegmentationModel):
             for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        self.attach_aux_heads(widths[depth - 1 :: -1], deep_supervision, num_classes)
         init_he(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, aux: bool = False) -> Any:
+        """Logits; with ``aux`` (training with deep supervision) also the auxiliary ones."""
         self.check_input(x)
         skips = []
         for level, block in enumerate(self.down[:-1]):
@@ -72,9 +75,12 @@ class UNet(SegmentationModel):
             skips.append(x)
             x = self.pool(x)
         x = self.drop_bottleneck(self.down[-1](x))
+        stages = []
         for block, skip in zip(self.up, reversed(skips), strict=True):
             x = block(x, skip)
-        return self.head(x)
+            if aux:
+                stages.append(x)
+        return self.outputs(self.head(x), stages, aux)
 
 
 @register_model("unet")
@@ -88,8 +94,10 @@ def unet(
     up: Literal["transpose", "bilinear"] = "transpose",
     batch_norm: bool = True,
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0,
+    deep_supervision: Annotated[int, Field(ge=0, le=7)] = 0,
 ) -> UNet:
-    """Classic 2015 U-Net (base 64, depth 4: 64..1024 channels); same or valid padding."""
+    """Classic 2015 U-Net (base 64, depth 4: 64..1024 channels); same or valid padding;
+    ``deep_supervision`` > 0 adds auxiliary heads on that many decoder stages (training only)."""
     return UNet(
         num_classes,
         in_channels,
@@ -99,4 +107,5 @@ def unet(
         up=up,
         batch_norm=batch_norm,
         dropout=dropout,
+        deep_supervision=deep_supervision,
     )
