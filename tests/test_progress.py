@@ -77,6 +77,25 @@ def test_training_progress_is_plain_lines_every_log_every_steps(capsys) -> None:
     assert captured.out == "epoch 1 | val mIoU 0.5\n"
 
 
+@pytest.mark.parametrize(("epochs", "budget", "label"), [
+    (100_000, 20.0, "epoch 3 (20 min budget)"),   # a planned run: the clock ends it
+    (40, 7.5, "epoch 3/40 (7.5 min budget)"),     # both limits: both shown
+    (40, None, "epoch 3/40"),
+])
+def test_a_budgeted_run_shows_its_budget_not_a_sentinel_epoch_count(
+    capsys, epochs, budget, label
+) -> None:
+    from unetlab.engine.runlog import Progress as RunProgress
+
+    run = RunProgress(enabled=True, epochs=epochs, log_every=1, budget_minutes=budget)
+    run.start_epoch(3, steps=1)
+    run.step(loss=0.5, lr=1e-3)
+    run.end_epoch()
+    err = capsys.readouterr().err
+    assert re.search(rf"^{re.escape(label)}: 1/1 it", err, re.MULTILINE), err
+    assert "100000" not in err
+
+
 def test_evaluate_shows_progress_in_a_log(tmp_path, capsys) -> None:
     run = tmp_path / "run"
     tiny_unet_checkpoint(run / "checkpoints" / "best.pt")

@@ -46,7 +46,7 @@ def run_config(
     (``"section.field=value"``); with ``resume``, the run's own ``config.yaml``. ``budget``
     (``"20m"``, or minutes) makes the clock the run's only limit (see :func:`planned_config`
     for a budget with no config)."""
-    from unetlab.engine.config import RunConfig, load_config
+    from unetlab.engine.config import UNTIL_THE_CLOCK, RunConfig, load_config
     from unetlab.engine.trainer import run_dir_of
 
     if isinstance(overrides, str):
@@ -67,7 +67,7 @@ def run_config(
 
         train = options.setdefault("train", {})
         train["time_limit_minutes"] = parse_budget(budget) / 60.0
-        train.setdefault("epochs", 100_000)  # the clock ends the run
+        train.setdefault("epochs", UNTIL_THE_CLOCK)
     if resume is not None:
         if config is not None or preset is not None:
             raise UnetlabError(

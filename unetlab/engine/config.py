@@ -233,6 +233,11 @@ class EarlyStoppingConfig(Section):
     """Smallest change that counts as an improvement."""
 
 
+UNTIL_THE_CLOCK = 100_000
+"""``train.epochs`` of a run that a time budget ends (planned runs, ``train --budget``):
+more epochs than any budget fits; progress lines then show the budget instead."""
+
+
 class TrainConfig(Section):
     """The loop: length, validation, the best checkpoint, precision, device, limits."""
 

@@ -22,19 +22,27 @@ class Progress:
     """Per-epoch progress (:class:`unetlab.progress.Progress`: a bar in a terminal, a plain
     line every ``log_every`` steps otherwise) and the run's log lines."""
 
-    def __init__(self, enabled: bool, epochs: int, log_every: int):
+    def __init__(
+        self, enabled: bool, epochs: int, log_every: int, budget_minutes: float | None = None
+    ):
         self.enabled, self.epochs, self.log_every = enabled, epochs, log_every
+        self.budget_minutes = budget_minutes
         self.bar: Any = None
         self.done = 0
 
     def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
         """``epoch`` counts from 1; ``done`` steps were already made (resumed mid-epoch)."""
+        from unetlab.engine.config import UNTIL_THE_CLOCK
         from unetlab.progress import Progress as Bar
 
         self.done = done
+        label = f"epoch {epoch}"
+        if self.epochs < UNTIL_THE_CLOCK:
+            label += f"/{self.epochs}"
+        if self.budget_minutes:
+            label += f" ({self.budget_minutes:g} min budget)"
         self.bar = Bar(
-            steps, f"epoch {epoch}/{self.epochs}", enabled=self.enabled, every=self.log_every,
-            initial=done,
+            steps, label, enabled=self.enabled, every=self.log_every, initial=done
         )  # fmt: skip
 
     def step(self, loss: float, lr: float) -> None:

@@ -312,7 +312,9 @@ class Trainer:
         self.last_path = self.run_dir / "checkpoints" / "last.pt"
         self.best_path = self.run_dir / "checkpoints" / "best.pt"
         self.main = context.is_main
-        self.progress = Progress(self.main, cfg.train.epochs, cfg.train.log_every)
+        self.progress = Progress(
+            self.main, cfg.train.epochs, cfg.train.log_every, cfg.train.time_limit_minutes
+        )
         self.session_started = time.perf_counter()  # reset when fit() starts
         if resume is not None:
             dist_utils.barrier(context)

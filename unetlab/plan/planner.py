@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from unetlab.engine.config import UNTIL_THE_CLOCK
 from unetlab.engine.probe import REDUCED_MARGIN, Candidate, Timing
 from unetlab.plan.fingerprint import Fingerprint
 
@@ -259,7 +260,7 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
         "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
         "schedule": {"name": "cosine", "warmup_steps": warmup, "min_lr": 1e-6},
         "train": {
-            "epochs": 100_000,
+            "epochs": UNTIL_THE_CLOCK,
             "val_every": 1,
             "best_metric": "miou",
             "amp": amp,
