@@ -32,18 +32,25 @@ class Progress:
 
     def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
         """``epoch`` counts from 1; ``done`` steps were already made (resumed mid-epoch)."""
-        from unetlab.engine.config import UNTIL_THE_CLOCK
         from unetlab.progress import Progress as Bar
 
         self.done = done
+        self.bar = Bar(
+            steps, self.epoch_label(epoch), enabled=self.enabled, every=self.log_every,
+            initial=done,
+        )  # fmt: skip
+
+    def epoch_label(self, epoch: int) -> str:
+        """``epoch 3/40``; a run the clock ends shows its budget, not a sentinel epoch count:
+        ``epoch 3 (20 min budget)``."""
+        from unetlab.engine.config import UNTIL_THE_CLOCK
+
         label = f"epoch {epoch}"
         if self.epochs < UNTIL_THE_CLOCK:
             label += f"/{self.epochs}"
         if self.budget_minutes:
             label += f" ({self.budget_minutes:g} min budget)"
-        self.bar = Bar(
-            steps, label, enabled=self.enabled, every=self.log_every, initial=done
-        )  # fmt: skip
+        return label
 
     def step(self, loss: float, lr: float) -> None:
         self.done += 1

@@ -737,12 +737,15 @@ class Trainer:
         params = sum(p.numel() for p in self.model.parameters())
         where = "resuming at" if self.state.epoch or self.state.step_in_epoch else "starting"
         amp = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
+        levels = self.model.aux_levels
+        supervision = f", deep supervision on {levels} more levels" if levels else ""
         self.progress.info(
-            f"run folder: {self.run_dir} ({where} epoch {self.state.epoch + 1}/"
-            f"{cfg.train.epochs})\n"
+            f"run folder: {self.run_dir} ({where} "
+            f"{self.progress.epoch_label(self.state.epoch + 1)})\n"
             f"data: {cfg.data.root}: {len(self.train_set)} train / {len(self.val_set)} val "
             f"images, {self.spec.num_classes} classes ({', '.join(self.spec.class_names)})\n"
-            f"model: {cfg.model.name} ({params / 1e6:.2f} M parameters), loss {cfg.loss.name}, "
+            f"model: {cfg.model.name} ({params / 1e6:.2f} M parameters{supervision}), "
+            f"loss {cfg.loss.name}, "
             f"{cfg.optim.name} lr {cfg.optim.lr:g}, {cfg.schedule.name} schedule\n"
             f"device: {self.device}, amp {amp}, "
             f"{'channels_last' if self.memory_format == torch.channels_last else 'NCHW'}, "
