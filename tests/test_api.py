@@ -69,6 +69,25 @@ def test_api_keywords_are_the_cli_option_names():
     assert {"out", "alpha", "threads", "save_probs", "masks"} <= predict_keywords
 
 
+def test_train_and_run_config_spell_out_their_shared_keywords():
+    """The reference is the two signatures as they were written out by hand before the
+    keywords had one owner (``RunOptions``): ``help()`` and notebooks still show each keyword
+    with its default, and a misspelt one is refused as Python refuses one."""
+    shared = dict.fromkeys(
+        ["preset", "data", "model", "epochs", "batch_size", "device", "name", "out_dir",
+         "overrides", "resume", "budget"]
+    ) | {"overrides": ()}  # fmt: skip
+    own = {unetlab.run_config: {}, unetlab.train: {"threads": None, "orientation": "auto"}}
+    for function, extra in own.items():
+        parameters = inspect.signature(function).parameters
+        config = parameters["config"]
+        assert config.kind is config.POSITIONAL_OR_KEYWORD and config.default is None
+        keywords = {n: p.default for n, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
+        assert keywords == shared | extra, function.__name__
+    with pytest.raises(TypeError, match=r"run_config\(\) got an unexpected keyword .*'epoch'"):
+        unetlab.run_config(preset="demo", epoch=3)
+
+
 def test_evaluate_forwards_new_and_old_keywords(monkeypatch):
     import unetlab.engine.evaluate as engine_evaluate
 

@@ -11,14 +11,18 @@ are for code that already calls them.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 from unetlab.errors import UnetlabError
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from unetlab.engine.config import RunConfig
     from unetlab.engine.dryrun import RunPlan
     from unetlab.engine.evaluate import EvaluationReport
@@ -26,80 +30,142 @@ if TYPE_CHECKING:
     from unetlab.inference.files import Written
 
 
+class RunOptions(TypedDict, total=False):
+    """The keywords of :func:`run_config`, shared by :func:`train` and :func:`dry_run`, each
+    named as the ``unetlab train`` option it stands for (``overrides`` is ``--set``). Left
+    out, a keyword is None (``overrides``: none); the functions' signatures spell them out."""
+
+    preset: str | None
+    data: str | Path | None
+    model: str | None
+    epochs: int | None
+    batch_size: int | None
+    device: str | None
+    name: str | None
+    out_dir: str | Path | None
+    overrides: Iterable[str]
+    resume: str | Path | None
+    budget: str | float | None
+
+
+_RUN_OPTION_DEFAULTS: dict[str, Any] = {
+    **dict.fromkeys(RunOptions.__annotations__),
+    "overrides": (),
+}
+"""What a keyword of :class:`RunOptions` is when left out."""
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def _takes_run_options(function: _Function) -> _Function:
+    """``function(..., **options: Unpack[RunOptions])`` with the signature ``help()``, notebooks
+    and ``inspect`` show spelt out (each keyword of :class:`RunOptions`, its type and default),
+    and a keyword it does not take refused as Python refuses one."""
+    own = inspect.signature(function)
+    shared = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=_RUN_OPTION_DEFAULTS[name],
+            annotation=getattr(hint, "__forward_arg__", hint),
+        )
+        for name, hint in RunOptions.__annotations__.items()
+    ]  # fmt: skip
+    positional = [p for p in own.parameters.values() if p.kind < p.KEYWORD_ONLY]
+    keywords = [p for p in own.parameters.values() if p.kind is p.KEYWORD_ONLY]
+    signature = own.replace(parameters=[*positional, *shared, *keywords])
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{function.__name__}() {exc}") from None
+        return function(*args, **kwargs)
+
+    checked.__signature__ = signature  # type: ignore[attr-defined]
+    return cast(_Function, checked)
+
+
+@_takes_run_options
 def run_config(
     config: RunConfig | Mapping[str, Any] | str | Path | None = None,
-    *,
-    preset: str | None = None,
-    data: str | Path | None = None,
-    model: str | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    device: str | None = None,
-    name: str | None = None,
-    out_dir: str | Path | None = None,
-    overrides: Iterable[str] = (),
-    resume: str | Path | None = None,
-    budget: str | float | None = None,
+    **options: Unpack[RunOptions],
 ) -> RunConfig:
     """The configuration ``unetlab train`` builds from the same arguments: defaults < preset
     < ``config`` (a YAML file, a dict or a :class:`RunConfig`) < the keywords < ``overrides``
     (``"section.field=value"``); with ``resume``, the run's own ``config.yaml``. ``budget``
     (``"20m"``, or minutes) makes the clock the run's only limit (see :func:`planned_config`
-    for a budget with no config)."""
+    for a budget with no config). The keywords: :class:`RunOptions`."""
     from unetlab.engine.config import UNTIL_THE_CLOCK, RunConfig, load_config
     from unetlab.engine.trainer import run_dir_of
 
+    given = {**_RUN_OPTION_DEFAULTS, **options}
+    overrides = given["overrides"]
     if isinstance(overrides, str):
         overrides = [overrides]
-    options = _nested(
+    values = _nested(
         {
-            ("data", "root"): None if data is None else str(data),
-            ("model", "name"): model,
-            ("train", "epochs"): epochs,
-            ("data", "batch_size"): batch_size,
-            ("train", "device"): device,
-            ("name",): name,
-            ("out_dir",): None if out_dir is None else str(out_dir),
+            ("data", "root"): None if given["data"] is None else str(given["data"]),
+            ("model", "name"): given["model"],
+            ("train", "epochs"): given["epochs"],
+            ("data", "batch_size"): given["batch_size"],
+            ("train", "device"): given["device"],
+            ("name",): given["name"],
+            ("out_dir",): None if given["out_dir"] is None else str(given["out_dir"]),
         }
     )
-    if budget is not None:
+    if given["budget"] is not None:
         from unetlab.plan import parse_budget
 
-        train = options.setdefault("train", {})
-        train["time_limit_minutes"] = parse_budget(budget) / 60.0
+        train = values.setdefault("train", {})
+        train["time_limit_minutes"] = parse_budget(given["budget"]) / 60.0
         train.setdefault("epochs", UNTIL_THE_CLOCK)
-    if resume is not None:
+    preset = given["preset"]
+    if given["resume"] is not None:
         if config is not None or preset is not None:
             raise UnetlabError(
                 "--resume continues a run with its own config.yaml; it cannot be combined "
                 "with a CONFIG file or --preset",
-                resume,
+                given["resume"],
                 "leave out CONFIG/--preset (use --set or --epochs to change fields)",
             )
-        config = run_dir_of(resume) / "config.yaml"
+        config = run_dir_of(given["resume"]) / "config.yaml"
     if isinstance(config, RunConfig):
-        if not (preset or options or overrides):
+        if not (preset or values or overrides):
             return config
         config = config.to_dict()
-    return load_config(config, preset=preset, options=options, overrides=list(overrides))
+    return load_config(config, preset=preset, options=values, overrides=list(overrides))
 
 
+@_takes_run_options
+def training_config(
+    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
+    *,
+    orientation: str = "auto",
+    log: Callable[[str], None] = print,
+    **options: Unpack[RunOptions],
+) -> tuple[RunConfig, dict[str, str]]:
+    """The configuration :func:`train` (and ``unetlab train``) trains, and the files for its
+    run folder: :func:`run_config`'s, or with a ``budget`` and ``data`` alone (no config,
+    preset or resume) the run :func:`planned_config` plans (``plan.yaml``)."""
+    extra_files: dict[str, str] = {}
+    budget = options.get("budget")
+    planned = config is None and options.get("preset") is None and options.get("resume") is None
+    if budget is not None and planned:
+        config, extra_files = planned_config(
+            options.get("data"), budget, device=options.get("device"), orientation=orientation,
+            overrides=options.get("overrides"), log=log,
+        )  # fmt: skip
+        options = {**options, "budget": None}  # the plan's limit leaves out the planning time
+    return run_config(config, **options), extra_files
+
+
+@_takes_run_options
 def train(
     config: RunConfig | Mapping[str, Any] | str | Path | None = None,
     *,
-    preset: str | None = None,
-    data: str | Path | None = None,
-    model: str | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    device: str | None = None,
-    name: str | None = None,
-    out_dir: str | Path | None = None,
-    overrides: Iterable[str] = (),
-    resume: str | Path | None = None,
     threads: int | None = None,
-    budget: str | float | None = None,
     orientation: str = "auto",
+    **options: Unpack[RunOptions],
 ) -> RunResult:
     """Train a U-Net, as ``unetlab train`` does with the same options (see :func:`run_config`).
 
@@ -113,19 +179,8 @@ def train(
     from unetlab.engine.trainer import train as run_training
 
     configure_threads(threads)  # the count, now torch is loaded (see unetlab.threads)
-    extra_files: dict[str, str] = {}
-    if budget is not None and config is None and preset is None and resume is None:
-        config, extra_files = planned_config(
-            data, budget, device=device, orientation=orientation,
-            overrides=list(overrides) if overrides is not None else None,
-        )
-        budget = None  # the plan's time limit already leaves out the planning time
-    cfg = run_config(
-        config, preset=preset, data=data, model=model, epochs=epochs, batch_size=batch_size,
-        device=device, name=name, out_dir=out_dir, overrides=overrides, resume=resume,
-        budget=budget,
-    )  # fmt: skip
-    return run_training(cfg, resume=resume, extra_files=extra_files)
+    cfg, extra_files = training_config(config, orientation=orientation, **options)
+    return run_training(cfg, resume=options.get("resume"), extra_files=extra_files)
 
 
 def planned_config(
@@ -134,7 +189,7 @@ def planned_config(
     *,
     device: str | None = None,
     orientation: str = "auto",
-    overrides: Sequence[str] | str | None = None,
+    overrides: Iterable[str] | str | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Plan a run of ``budget`` for the dataset ``data`` on this machine: (its config, and the

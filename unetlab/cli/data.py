@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+
+from unetlab.cli.options import F, overwrite_option
+
+_overwrite_option = overwrite_option("Replace output files that exist already.")
+"""``--overwrite`` of the data commands (``fix-binary`` without ``--out`` rewrites in place)."""
+
+
+def _share_option(flag: str, name: str, default: float, text: str) -> Callable[[F], F]:
+    """A share of the images that ``data split`` holds out (0 <= share < 1)."""
+    return click.option(
+        flag, name, type=click.FloatRange(0.0, 1.0, max_open=True), default=default,
+        show_default=True, help=text,
+    )  # fmt: skip
 
 
 @click.group()
@@ -41,21 +55,13 @@ def check(dataset: Path, num_classes: int | None, splits: tuple[str, ...]) -> No
 
 @data.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option(
-    "--val",
-    "val_fraction",
-    type=click.FloatRange(0.0, 1.0, max_open=True),
-    default=0.1,
-    show_default=True,
-    help="Share of the labelled images held out for validation (without --folds).",
+@_share_option(
+    "--val", "val_fraction", 0.1,
+    "Share of the labelled images held out for validation (without --folds).",
 )
-@click.option(
-    "--test",
-    "test_fraction",
-    type=click.FloatRange(0.0, 1.0, max_open=True),
-    default=0.0,
-    show_default=True,
-    help="Share held out for testing first (test.txt), kept out of train, val and folds.",
+@_share_option(
+    "--test", "test_fraction", 0.0,
+    "Share held out for testing first (test.txt), kept out of train, val and folds.",
 )
 @click.option(
     "--folds",
@@ -144,9 +150,7 @@ def split(
     required=True,
     help="Dataset folder to write (images/, masks/, classes.txt).",
 )
-@click.option(
-    "--overwrite", is_flag=True, help="Replace output files that exist already."
-)
+@_overwrite_option
 def labelme(source: Path, classes: str, out: Path, overwrite: bool) -> None:
     """Convert labelme JSON files (SOURCE: a .json file or a folder of them) to index masks.
 
@@ -172,9 +176,7 @@ def labelme(source: Path, classes: str, out: Path, overwrite: bool) -> None:
     default=None,
     help="Write the fixed masks here instead of in place.",
 )
-@click.option(
-    "--overwrite", is_flag=True, help="Replace output files that exist already."
-)
+@_overwrite_option
 def fix_binary(mask_dir: Path, out: Path | None, overwrite: bool) -> None:
     """Rewrite 0/255 masks in MASK_DIR as 0/1 (255 means 'ignore' to unetlab).
 
@@ -216,9 +218,7 @@ def _colour(text: str | None) -> tuple[int, int, int] | None:
     help="Folder for the index masks (not the folder of the colour masks).",
 )
 @click.option("--ignore-color", metavar="R,G,B", help="A colour to write as 255 (ignored).")
-@click.option(
-    "--overwrite", is_flag=True, help="Replace output files that exist already."
-)
+@_overwrite_option
 def rgb_to_index(
     masks: Path, palette: str, out: Path, ignore_color: str | None, overwrite: bool
 ) -> None:
@@ -253,9 +253,7 @@ def rgb_to_index(
     help="Folder for the PNG slices.",
 )
 @click.option("--prefix", default="", help="File name prefix of the slices.")
-@click.option(
-    "--overwrite", is_flag=True, help="Replace output files that exist already."
-)
+@_overwrite_option
 def tiff(stack: Path, out: Path, prefix: str, overwrite: bool) -> None:
     """Split a multi-page TIFF STACK into one PNG per page (8/16-bit kept)."""
     from unetlab.data.convert import tiff_stack_to_slices

@@ -9,6 +9,7 @@ import click
 from unetlab.cli.options import (
     batch_size_option,
     device_option,
+    overwrite_option,
     postprocessing_from,
     postprocessing_options,
     precision_option,
@@ -68,9 +69,7 @@ from unetlab.cli.options import (
 )
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option(
-    "--overwrite", is_flag=True, help="Replace the outputs of an earlier evaluation."
-)
+@overwrite_option("Replace the outputs of an earlier evaluation.")
 def evaluate(
     checkpoint: Path,
     data_root: Path,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from unetlab.cli.options import overwrite_option
+
 
 @click.command()
 @click.argument("checkpoint")
@@ -49,11 +51,7 @@ import click
     show_default=True,
     type=click.Choice(["minmax", "entropy", "percentile"]),
 )
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Replace output files that exist already (never done without it).",
-)
+@overwrite_option()
 def export(
     checkpoint: str,
     fmt: str,

@@ -100,15 +100,21 @@ def tiling_options() -> Callable[[F], F]:
             type=click.FloatRange(0, 0.9),
             help="Fraction of a tile shared with its neighbours.",
         )(function)
-        return click.option(
-            "--tile",
-            default=512,
-            show_default=True,
-            type=click.IntRange(16),
-            help="Network input side; larger images are predicted in overlapping tiles.",
-        )(function)
+        return tile_option()(function)
 
     return decorate
+
+
+def tile_option() -> Callable[[F], F]:
+    """``--tile`` alone, for a command that tiles as predict does but lets the rest be
+    (serve)."""
+    return click.option(
+        "--tile",
+        default=512,
+        show_default=True,
+        type=click.IntRange(16),
+        help="Network input side; larger images are predicted in overlapping tiles.",
+    )
 
 
 def postprocessing_options() -> Callable[[F], F]:
@@ -169,6 +175,14 @@ def batch_size_option(what: str) -> Callable[[F], F]:
         type=click.IntRange(1),
         help=f"{what} per forward pass (raise it on a GPU; on a CPU it mostly costs memory).",
     )
+
+
+def overwrite_option(
+    text: str = "Replace output files that exist already (never done without it).",
+) -> Callable[[F], F]:
+    """``--overwrite``: the one way a command replaces a file it did not create
+    (:mod:`unetlab.fs.atomic`); ``text``, its help, where a command says which files."""
+    return click.option("--overwrite", is_flag=True, help=text)
 
 
 def parse_shape(text: str | None, param: str = "--input") -> tuple[int, int, int] | None:

@@ -15,6 +15,7 @@ from unetlab.cli.options import (
     backend_option,
     batch_size_option,
     device_option,
+    overwrite_option,
     postprocessing_options,
     precision_option,
     threads_option,
@@ -67,11 +68,7 @@ from unetlab.cli.options import (
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="A line per input, with its files.")
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Replace output files that exist already (never done without it).",
-)
+@overwrite_option()
 def predict(
     model: str,
     inputs: tuple[str, ...],

@@ -3,9 +3,19 @@ over :mod:`unetlab.serve`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
-from unetlab.cli.options import precision_option
+from unetlab.cli.options import F, device_option, precision_option, tile_option
+
+
+def _limit_option(flag: str, default: float, text: str) -> Callable[[F], F]:
+    """One of the server's size limits: a positive number, shown with its default."""
+    return click.option(
+        flag, default=default, show_default=True, type=click.FloatRange(0, min_open=True),
+        help=text,
+    )  # fmt: skip
 
 
 @click.command()
@@ -23,28 +33,12 @@ from unetlab.cli.options import precision_option
     help="Address to listen on; anything but a loopback address lets other machines in.",
 )
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@device_option()
 @precision_option("Checkpoints")
-@click.option(
-    "--tile",
-    default=512,
-    show_default=True,
-    type=click.IntRange(16),
-    help="Network input side; larger images are predicted in overlapping tiles.",
-)
-@click.option(
-    "--max-upload-mb",
-    default=100.0,
-    show_default=True,
-    type=click.FloatRange(0, min_open=True),
-    help="Largest upload accepted.",
-)
-@click.option(
-    "--max-megapixels",
-    default=150.0,
-    show_default=True,
-    type=click.FloatRange(0, min_open=True),
-    help="Largest image accepted (checked before its pixels are decoded).",
+@tile_option()
+@_limit_option("--max-upload-mb", 100.0, "Largest upload accepted.")
+@_limit_option(
+    "--max-megapixels", 150.0, "Largest image accepted (checked before its pixels are decoded)."
 )
 @click.option("--no-cache", is_flag=True, help="Inspect the split again; keep nothing on disk.")
 def serve(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -79,24 +78,16 @@ def train(
       torchrun --nproc_per_node=4 -m unetlab.cli.main train my_run.yaml   (4 GPUs)
       unetlab train runs/NAME/config.yaml   (the same run again, from any folder)
     """
-    from unetlab.api import planned_config, run_config
+    from unetlab.api import training_config
     from unetlab.engine.trainer import train as run_training
     from unetlab.threads import configure_threads
 
     configure_threads(threads)  # again, now torch is loaded (see unetlab.threads)
 
-    extra_files: dict[str, str] = {}
-    source: Any = config
-    if budget is not None and config is None and preset is None and resume is None:
-        source, extra_files = planned_config(
-            data_root, budget, device=device, orientation=orientation, overrides=overrides,
-            log=click.echo,
-        )
-        budget = None  # the plan's time limit already leaves out the planning time
-    cfg = run_config(
-        source, preset=preset, data=data_root, model=model, epochs=epochs,
-        batch_size=batch_size, device=device, name=name, out_dir=out_dir,
-        overrides=overrides, resume=resume, budget=budget,
+    cfg, extra_files = training_config(
+        config, orientation=orientation, log=click.echo, preset=preset, data=data_root,
+        model=model, epochs=epochs, batch_size=batch_size, device=device, name=name,
+        out_dir=out_dir, overrides=overrides, resume=resume, budget=budget,
     )  # fmt: skip
     if dry_run:
         import yaml
