@@ -77,7 +77,8 @@ def test_train_and_run_config_spell_out_their_shared_keywords():
         ["preset", "data", "model", "epochs", "batch_size", "device", "name", "out_dir",
          "overrides", "resume", "budget"]
     ) | {"overrides": ()}  # fmt: skip
-    own = {unetlab.run_config: {}, unetlab.train: {"threads": None, "orientation": "auto"}}
+    own = {unetlab.run_config: {}, unetlab.train: {"threads": None, "orientation": "auto"},
+           unetlab.dry_run: {"orientation": "auto"}}
     for function, extra in own.items():
         parameters = inspect.signature(function).parameters
         config = parameters["config"]
@@ -86,6 +87,33 @@ def test_train_and_run_config_spell_out_their_shared_keywords():
         assert keywords == shared | extra, function.__name__
     with pytest.raises(TypeError, match=r"run_config\(\) got an unexpected keyword .*'epoch'"):
         unetlab.run_config(preset="demo", epoch=3)
+
+
+def test_dry_run_of_a_budget_with_data_alone_checks_the_plan_training_would_run(
+    tmp_path, monkeypatch
+):
+    """``train(data=D, budget=B)`` plans first; its dry run must check that plan, not a default
+    config with a time limit. The planner is replaced by one returning a known config."""
+    import unetlab.api as api
+    from unetlab.data import make_shapes_dataset
+    from unetlab.engine.config import load_config
+
+    data = make_shapes_dataset(tmp_path / "shapes", n_train=4, n_val=2, size=32, seed=1)
+    planned = load_config({"data": {"root": str(data), "patch_size": 32, "batch_size": 3},
+                           "model": {"name": "unet", "options": {"base": 4, "depth": 2}},
+                           "train": {"device": "cpu", "epochs": 7}})
+    calls = []
+
+    def fake_plan(data_arg, budget, **kwargs):
+        calls.append((str(data_arg), budget, list(kwargs["overrides"])))
+        return planned, {"plan.yaml": "..."}
+
+    monkeypatch.setattr(api, "planned_config", fake_plan)
+    overrides = (o for o in ["train.epochs=5"])  # a generator: read by the plan and the config
+    plan = unetlab.dry_run(data=str(data), budget="1m", overrides=overrides)
+    assert calls == [(str(data), "1m", ["train.epochs=5"])]
+    assert plan.config.data.batch_size == 3  # the plan's value, not the default 4
+    assert plan.config.train.epochs == 5  # the override reached the config too
 
 
 def test_evaluate_forwards_new_and_old_keywords(monkeypatch):

@@ -39,10 +39,12 @@ def test_loss_is_the_weighted_sum_of_cross_entropies_and_plain_without_heads():
     def reference(x: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(x, target, ignore_index=255)
 
-    got = deep_supervision_loss(ce, logits, [a1, a2], target)
+    total, main = deep_supervision_loss(ce, logits, [a1, a2], target)
     want = 4 / 7 * reference(logits) + 2 / 7 * reference(a1) + 1 / 7 * reference(a2)
-    assert float(got) == pytest.approx(float(want), rel=1e-6)
-    assert float(deep_supervision_loss(ce, logits, [], target)) == pytest.approx(
+    assert float(total) == pytest.approx(float(want), rel=1e-6)
+    assert float(main) == pytest.approx(float(reference(logits)), rel=1e-6)
+    plain_total, plain_main = deep_supervision_loss(ce, logits, [], target)
+    assert float(plain_total) == float(plain_main) == pytest.approx(
         float(reference(logits)), rel=1e-6
     )
 
@@ -70,6 +72,21 @@ def test_aux_logits_are_the_heads_on_the_decoder_stages_resized(name, options, s
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(("name", "options"), [
+    ("unet", {"base": 4, "depth": 2}),
+    ("vgg16_unet", {}),
+])
+def test_heads_leave_the_main_networks_initial_weights_as_the_seed_makes_them(name, options):
+    """So a seed's run with and without deep supervision starts from the same network."""
+    torch.manual_seed(7)
+    with_heads = build_model(name, 2, 1, deep_supervision=1, **options).state_dict()
+    torch.manual_seed(7)
+    plain = build_model(name, 2, 1, **options).state_dict()
+    assert set(with_heads) - set(plain) == {"aux_heads.0.weight", "aux_heads.0.bias"}
+    for key, value in plain.items():
+        assert torch.equal(with_heads[key], value), key
+
+
 def test_inference_is_the_plain_network():
     with_heads = build_model("unet", 2, 1, base=4, depth=2, deep_supervision=1).eval()
     plain = build_model("unet", 2, 1, base=4, depth=2).eval()
@@ -91,9 +108,8 @@ def test_settings_that_cannot_work_are_refused():
 
 
 def test_training_reaches_the_heads_and_the_run_predicts_like_a_plain_model(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, one_thread
 ):
-    torch.set_num_threads(1)
     data = tiny_dataset(tmp_path / "shapes")
     cfg = tiny_config(data, tmp_path / "runs", overrides=("train.epochs=1",),
                       model={"name": "unet",

@@ -148,6 +148,9 @@ def training_config(
     run folder: :func:`run_config`'s, or with a ``budget`` and ``data`` alone (no config,
     preset or resume) the run :func:`planned_config` plans (``plan.yaml``)."""
     extra_files: dict[str, str] = {}
+    given = options.get("overrides")
+    if given is not None and not isinstance(given, str):
+        options = {**options, "overrides": list(given)}  # read twice: by the plan and the config
     budget = options.get("budget")
     planned = config is None and options.get("preset") is None and options.get("resume") is None
     if budget is not None and planned:
@@ -217,17 +220,21 @@ def planned_config(
     return made.config, {"plan.yaml": text}
 
 
+@_takes_run_options
 def dry_run(
     config: RunConfig | Mapping[str, Any] | str | Path | None = None,
     *,
-    resume: str | Path | None = None,
-    **options: Any,
+    orientation: str = "auto",
+    **options: Unpack[RunOptions],
 ) -> RunPlan:
     """What :func:`train` with the same arguments would do, checked without training or
-    writing anything (``unetlab train --dry-run``); raises the error training would."""
+    writing anything (``unetlab train --dry-run``); raises the error training would. With a
+    ``budget`` and ``data`` alone it plans first, as training would (the plan probes the
+    machine for some seconds)."""
     from unetlab.engine.dryrun import plan_run
 
-    return plan_run(run_config(config, resume=resume, **options), resume=resume)
+    cfg, _ = training_config(config, orientation=orientation, **options)
+    return plan_run(cfg, resume=options.get("resume"))
 
 
 _RENAMED = {

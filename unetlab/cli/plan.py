@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from unetlab.cli.options import device_option
+
 ORIENTATION_HELP = (
     "Whether images have a canonical up: free (microscopy, aerial: vertical flips and "
     "rotations) or upright (photographs, streets). auto: free for one-channel images, "
@@ -16,7 +18,7 @@ ORIENTATION_HELP = (
 @click.command(context_settings={"show_default": True})
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--budget", default="20m", help="Training time: 20m, 1.5h, 90s (minutes if bare).")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@device_option()
 @click.option(
     "--orientation", type=click.Choice(["auto", "free", "upright"]), default="auto",
     help=ORIENTATION_HELP,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from unetlab.cli.options import threads_option
+from unetlab.cli.options import device_option, threads_option
 
 EXIT_INTERRUPTED = 130
 
@@ -110,7 +110,7 @@ def train(
     help="Folder for the synthetic data and the run.",
 )
 @click.option("--minutes", default=0.75, type=float, help="Training time budget.")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@device_option()
 @threads_option
 def demo(out: Path, minutes: float, device: str, threads: int | None) -> int:
     """Make a synthetic shapes dataset, train a small U-Net on it, evaluate and predict."""

@@ -49,7 +49,7 @@ class Progress:
         if self.epochs < UNTIL_THE_CLOCK:
             label += f"/{self.epochs}"
         if self.budget_minutes:
-            label += f" ({self.budget_minutes:g} min budget)"
+            label += f" ({round(self.budget_minutes, 1):g} min budget)"
         return label
 
     def step(self, loss: float, lr: float) -> None:

@@ -487,13 +487,16 @@ class Trainer:
                 logits = self.ddp_model(images)
             if logits.shape[-2:] != masks.shape[-2:]:  # valid padding: score the centre
                 masks, weight = _centre_crop(masks, weight, logits.shape[-2:])
-            loss = deep_supervision_loss(self.criterion, logits, aux, masks, weight=weight)
-        loss_value = float(loss.detach())
+            loss, main = deep_supervision_loss(self.criterion, logits, aux, masks, weight=weight)
+        total_value = float(loss.detach())
+        # the logged train loss is the main output's, comparable with the val loss
+        loss_value = total_value if main is loss else float(main.detach())
         nonfinite, interrupted, elapsed = dist_utils.max_over_ranks(
-            self.context, not math.isfinite(loss_value), self.interrupt.requested, self._elapsed()
-        )
+            self.context, not math.isfinite(total_value), self.interrupt.requested,
+            self._elapsed(),
+        )  # fmt: skip
         if nonfinite:
-            self._diverged(epoch, f"loss became {loss_value}")
+            self._diverged(epoch, f"loss became {total_value}")
         lr = self._lr(epoch + (state.step_in_epoch + 1) / steps, steps, elapsed)
         set_lr(self.optimizer, lr)
         self.optimizer.zero_grad(set_to_none=True)

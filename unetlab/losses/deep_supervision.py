@@ -22,14 +22,16 @@ def deep_supervision_loss(
     aux: Sequence[torch.Tensor],
     target: torch.Tensor,
     weight: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``criterion`` on the logits and on every auxiliary output (already at the logits' size),
-    weighted by :func:`deep_supervision_weights`; with no auxiliary output it is exactly
-    ``criterion(logits, target, weight=weight)``."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(total, main)``: ``criterion`` on the logits (``main``, what a run logs as its train
+    loss, comparable with the val loss) and the total to train on, which adds every auxiliary
+    output (already at the logits' size) at the weights of :func:`deep_supervision_weights`.
+    With no auxiliary output both are ``criterion(logits, target, weight=weight)``."""
+    main = criterion(logits, target, weight=weight)
     if not aux:
-        return criterion(logits, target, weight=weight)
+        return main, main
     weights = deep_supervision_weights(len(aux))
-    total = weights[0] * criterion(logits, target, weight=weight)
+    total = weights[0] * main
     for w, out in zip(weights[1:], aux, strict=True):
         total = total + w * criterion(out, target, weight=weight)
-    return total
+    return total, main

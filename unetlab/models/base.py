@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from unetlab.errors import UnetlabError
 from unetlab.models.blocks import init_he
 from unetlab.models.padding import check_size, is_valid_input_size, valid_output_size
+
+DeepSupervision = Annotated[int, Field(ge=0)]
+"""The ``deep_supervision`` option of every builder: auxiliary heads on that many decoder stages
+above the last (training only); :meth:`SegmentationModel.attach_aux_heads` checks the upper
+bound, which depends on the architecture."""
 
 if TYPE_CHECKING:
     from unetlab.models.pretrained import LoadReport
@@ -88,8 +94,10 @@ class SegmentationModel(nn.Module):
                 hint=f"use at most {len(above_last)}",
             )
         finest_first = list(reversed(above_last))[:levels]
-        heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in finest_first)
-        init_he(heads)
+        with torch.random.fork_rng(devices=[]):  # the main network's initial weights stay
+            torch.manual_seed(torch.initial_seed() + 1)  # those of the same seed without heads
+            heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in finest_first)
+            init_he(heads)
         self.add_module("aux_heads", heads)
 
     def outputs(

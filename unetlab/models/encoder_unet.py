@@ -18,14 +18,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from unetlab.models.base import SegmentationModel
+from unetlab.models.base import DeepSupervision, SegmentationModel
 from unetlab.models.blocks import UpBlock, init_he
 from unetlab.models.encoders import Encoder, build_encoder
 from unetlab.models.pretrained import load_encoder_weights
@@ -123,9 +122,6 @@ def _with_weights(model: EncoderUNet, pretrained: str | Path | None) -> EncoderU
         log.info("%s", model.pretrained_report)
     return model
 
-
-DeepSupervision = Annotated[int, Field(ge=0, le=4)]
-"""Auxiliary heads on that many decoder stages above the last (training only)."""
 
 BUBBLIIIING_STAGES = tuple(
     DecoderStage(out, skip) for out, skip in ((512, 3), (256, 2), (128, 1), (64, 0))

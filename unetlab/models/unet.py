@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from unetlab.models.base import SegmentationModel
+from unetlab.models.base import DeepSupervision, SegmentationModel
 from unetlab.models.blocks import ConvBlock, Padding, UpBlock, init_he
 from unetlab.models.registry import register_model
 
@@ -94,7 +94,7 @@ def unet(
     up: Literal["transpose", "bilinear"] = "transpose",
     batch_norm: bool = True,
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0,
-    deep_supervision: Annotated[int, Field(ge=0, le=7)] = 0,
+    deep_supervision: DeepSupervision = 0,
 ) -> UNet:
     """Classic 2015 U-Net (base 64, depth 4: 64..1024 channels); same or valid padding;
     ``deep_supervision`` > 0 adds auxiliary heads on that many decoder stages (training only)."""
