@@ -279,6 +279,8 @@ class Trainer:
         cfg = self.cfg
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         self.model = build_network(cfg, pretrained=resume is None).to(self.device)
+        # deep supervision's heads; a registered model need not derive from SegmentationModel
+        self.aux_levels = int(getattr(self.model, "aux_levels", 0))
         self.patch = cfg.data.patch_hw
         check_patch_size(self.model, self.patch, cfg.model.name)
         self.amp_note = ""
@@ -481,7 +483,7 @@ class Trainer:
         weight = None if weight is None else weight.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             aux: list[torch.Tensor] = []
-            if self.model.aux_levels:  # deep supervision: the auxiliary heads are scored too
+            if self.aux_levels:  # deep supervision: the auxiliary heads are scored too
                 logits, aux = self.ddp_model(images, aux=True)
             else:
                 logits = self.ddp_model(images)
@@ -740,7 +742,7 @@ class Trainer:
         params = sum(p.numel() for p in self.model.parameters())
         where = "resuming at" if self.state.epoch or self.state.step_in_epoch else "starting"
         amp = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
-        levels = self.model.aux_levels
+        levels = self.aux_levels
         supervision = f", deep supervision on {levels} more levels" if levels else ""
         self.progress.info(
             f"run folder: {self.run_dir} ({where} "
