@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                           + (f"-{args.tag}" if args.tag else "") + ".json")
         baseline = {"record": str(baseline_path)}
 
-    from unetlab.engine.config import load_config
+    from unetlab.engine.config import UNTIL_THE_CLOCK, load_config
     from unetlab.engine.trainer import train
 
     run_name = name.removeprefix("quality-") + time.strftime("-%m%d-%H%M")
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "data": {"root": args.data, "train_split": args.train_split,
                          "val_split": args.val_split},
                 "name": run_name, "out_dir": args.runs,
-                "train": {"epochs": 100_000, "time_limit_minutes": args.minutes,
+                "train": {"epochs": UNTIL_THE_CLOCK, "time_limit_minutes": args.minutes,
                           "device": args.device, "seed": args.seed},
             },
             overrides=args.overrides,
@@ -106,15 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = train(cfg)
     wall = time.time() - started
     record: dict[str, Any] = {
-        "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
-        "recipe": recipe_name,
-        "data": str(Path(args.data).resolve()),
-        "budget_minutes": args.minutes,
-        "overrides": args.overrides,
-        "seed": args.seed,
-        "train_split": args.train_split,
-        "val_split": args.val_split,
-        "run_dir": str(result.run_dir),
+        **record_head(args, result.run_dir, argv),
         "stopped": result.stopped,
         "epochs": result.epochs,
         "steps": result.global_step,
@@ -127,6 +119,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if baseline is not None:
         record["baseline"] = baseline
     return platform_info.write_record(record, args.out, name)
+
+
+def record_head(
+    args: argparse.Namespace, run_dir: Path, argv: list[str] | None = None
+) -> dict[str, Any]:
+    """What every record opens with: the command, the recipe, the data and the run."""
+    return {
+        "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
+        "recipe": "plan" if args.plan else args.preset,
+        "data": str(Path(args.data).resolve()),
+        "budget_minutes": args.minutes,
+        "overrides": args.overrides,
+        "seed": args.seed,
+        "train_split": args.train_split,
+        "val_split": args.val_split,
+        "run_dir": str(run_dir),
+    }
 
 
 def score_checkpoints(
@@ -159,15 +168,7 @@ def score_run(args: argparse.Namespace, name: str) -> dict[str, Any]:
     state = load_checkpoint(last)
     load_before = platform_info.load_average()
     record: dict[str, Any] = {
-        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),
-        "recipe": "plan" if args.plan else args.preset,
-        "data": str(Path(args.data).resolve()),
-        "budget_minutes": args.minutes,
-        "overrides": args.overrides,
-        "seed": args.seed,
-        "train_split": args.train_split,
-        "val_split": args.val_split,
-        "run_dir": str(run),
+        **record_head(args, run),
         "scored_afterwards": "the run's own scoring was interrupted; load during training "
                              "not recorded",
         "epochs": int(state["epoch"]),
