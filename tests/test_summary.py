@@ -167,3 +167,18 @@ def test_cli_reads_a_run_folder(capsys, tmp_path):
     assert code == 2 and "apply to a model name" in err
     code, _, err = run(capsys, str(run_dir), "--input", "3x64x64")
     assert code == 2 and "takes 1" in err
+
+
+def test_deep_supervision_heads_are_counted_apart_from_the_deployed_network():
+    plain = build_model("unet", 3, 3, base=4, depth=3)
+    with_heads = build_model("unet", 3, 3, base=4, depth=3, deep_supervision=2)
+    summary = summarize(with_heads, (3, 32, 32))
+    reference = summarize(plain, (3, 32, 32))
+    # two 1x1 heads on the decoder stages above the last (8 and 16 channels at base 4, depth 3)
+    head_params = (8 * 3 + 3) + (16 * 3 + 3)
+    assert summary.training_only_params == head_params
+    assert summary.total_params == reference.total_params
+    assert summary.conv_layers == reference.conv_layers
+    assert summary.flops == reference.flops  # the forward pass never runs the heads
+    assert f"(+{head_params:,} in training-only heads)" in summary.line()
+    assert "training-only" not in reference.line()

@@ -68,6 +68,12 @@ class SegmentationModel(nn.Module):
         heads = self._aux_heads()
         return 0 if heads is None else len(heads)
 
+    def training_only_modules(self) -> list[nn.Module]:
+        """Modules that only training runs (the deep-supervision heads): a summary counts the
+        deployed network without them, as inference and export see it."""
+        heads = self._aux_heads()
+        return [] if heads is None else [heads]
+
     def attach_aux_heads(
         self, stage_channels: Sequence[int], levels: int, num_classes: int
     ) -> None:

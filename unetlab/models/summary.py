@@ -46,6 +46,7 @@ class ModelSummary:
     param_bytes: int = 0
     conv_layers: int = 0
     flops: int = 0
+    training_only_params: int = 0
 
     @property
     def gflops(self) -> float:
@@ -56,9 +57,14 @@ class ModelSummary:
 
     def line(self) -> str:
         """E.g. ``unet: 23 conv layers, 31.0 M params, 218.9 GFLOPs at 3x512x512``."""
+        extra = (
+            f" (+{self.training_only_params:,} in training-only heads)"
+            if self.training_only_params
+            else ""
+        )
         return (
-            f"{self.name}: {self.conv_layers} conv layers, {self.total_params / 1e6:.1f} M params, "
-            f"{self.gflops:.1f} GFLOPs at {self._input_text()}"
+            f"{self.name}: {self.conv_layers} conv layers, {self.total_params / 1e6:.1f} M params"
+            f"{extra}, {self.gflops:.1f} GFLOPs at {self._input_text()}"
         )
 
     def __str__(self) -> str:
@@ -114,7 +120,11 @@ def summarize(
     """
     spec = getattr(model, "spec", None)
     title = name or (spec["name"] if isinstance(spec, dict) else type(model).__name__)
-    params = list(model.parameters())
+    # the deployed network: training-only modules (deep-supervision heads) are counted apart
+    extra_modules = getattr(model, "training_only_modules", list)()
+    extra = {id(p) for m in extra_modules for p in m.parameters()}
+    params = [p for p in model.parameters() if id(p) not in extra]
+    extra_convs = {id(m) for e in extra_modules for m in e.modules()}
     summary = ModelSummary(
         title,
         (1, *input_shape),
@@ -122,7 +132,11 @@ def summarize(
         total_params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         param_bytes=sum(p.numel() * p.element_size() for p in params),
-        conv_layers=sum(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules()),
+        conv_layers=sum(
+            isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and id(m) not in extra_convs
+            for m in model.modules()
+        ),
+        training_only_params=sum(p.numel() for m in extra_modules for p in m.parameters()),
     )
     seen: set[str] = set()
 
