@@ -28,7 +28,7 @@ from unetlab.plan import (
     write_plan,
 )
 from unetlab.plan.fingerprint import ClassStats, structure_width, touching_objects
-from unetlab.plan.planner import MIN_STEPS, choose_precision
+from unetlab.plan.planner import MIN_STEPS, MIN_STRUCTURE, choose_precision, choose_working_scale
 
 # ---------------------------------------------------------------- fingerprint
 
@@ -225,6 +225,56 @@ def test_patch_and_depth_follow_the_image_size(short: int, patch: int, depth: in
     assert plan.config["data"]["patch_size"] == patch
     assert plan.config["model"]["options"]["depth"] == depth
     assert patch % 2 ** depth == 0
+
+
+def photo_fingerprint(median_size: tuple[int, int], thinnest: float) -> Fingerprint:
+    return make_fingerprint(
+        channels=3, mean=(0.5,) * 3, std=(0.27,) * 3, median_size=median_size,
+        val_pixels=52 * median_size[0] * median_size[1],
+        classes=(ClassStats("background", 0.75, 306.0, 1.8, 0.4),
+                 ClassStats("horse", 0.25, thinnest, 1.1, 0.2)),
+    )
+
+
+def test_working_scale_fits_a_median_photograph_into_one_patch() -> None:
+    fp = photo_fingerprint((375, 498), thinnest=101.0)  # weizmann_horse's fingerprint
+    plan = make_plan(fp, standard_timings(), PlanOptions(budget_seconds=1200))
+    data = plan.config["data"]
+    assert data["working_scale"] == 0.51  # 256 / 498 = 0.514, to two decimals
+    # at 0.51 the median image is 191 x 254: the patch is its short side in 32 px steps
+    assert (data["patch_size"], plan.config["model"]["options"]["depth"]) == (160, 3)
+    assert "52 px" in plan.reasons["data.working_scale"]  # 101 px horses keep 101 x 0.51
+    # validation is timed at the working scale: 52 images of 191 x 254 at 0.5 s/MP, x 1.5
+    per_validation = 1.5 * 0.5 * 52 * 375 * 498 * 0.51**2 / 1e6
+    assert f"about {per_validation:.0f} s each" in plan.reasons["data.repeat"]
+    cuda = choose_working_scale(fp, "cuda")  # a 512 px patch holds the whole image
+    assert cuda[0] == 1.0 and "fits one 512 px patch" in cuda[1]
+
+
+@pytest.mark.parametrize(
+    ("median_size", "thinnest", "scale"),
+    [
+        ((750, 1000), 40.0, 0.4),  # 256/1000 would leave 10 px: held at 16 px / 40 px
+        ((750, 1000), 4.0, 1.0),  # thin structures (poles, membranes): full size
+        ((360, 480), 3.6, 1.0),  # camvid: 3.6 px poles
+        ((200, 250), 101.0, 1.0),  # fits a patch already: never enlarged
+        ((3000, 4000), 200.0, 0.08),  # large photographs of large objects
+    ],
+)
+def test_working_scale_keeps_the_thinnest_structures(median_size, thinnest, scale) -> None:
+    chosen, reason = choose_working_scale(photo_fingerprint(median_size, thinnest), "cpu")
+    assert chosen == scale
+    assert thinnest * chosen >= MIN_STRUCTURE or chosen == 1.0
+    assert reason.startswith("full size" if scale == 1.0 else f"{scale:g}:")
+
+
+def test_working_scale_of_microscopy_and_absent_classes() -> None:
+    em = make_fingerprint(median_size=(1024, 1024))  # membranes 8.5 px: never shrunk
+    assert choose_working_scale(em, "cpu")[0] == 1.0
+    absent = make_fingerprint(
+        median_size=(1024, 1024), classes=(ClassStats("a", 1.0, None, 0, 0),)
+    )
+    assert choose_working_scale(absent, "cpu")[0] == 1.0
 
 
 def test_validation_cadence_stays_within_its_share() -> None:

@@ -101,6 +101,8 @@ class ModelCard:
     ``tta``: the test-time augmentation the run chose (``inference.tta``), the default of
     predict, evaluate and serve; ``training``: how a checkpoint's model was trained (None for
     exports).
+    ``working_scale``: the resolution the network was trained at (``data.working_scale``):
+    prediction resizes its input by it and the scores back (:mod:`unetlab.data.resolution`).
     ``postprocessing``: the stored post-processing of the labels (a checkpoint's
     ``RUN/postprocessing.json``, an export's metadata; read by
     :mod:`unetlab.inference.postprocessing`).
@@ -120,6 +122,7 @@ class ModelCard:
     input_scale: float = 255.0
     quantization: dict[str, Any] | None = None
     tta: bool | str = False
+    working_scale: float = 1.0
     training: TrainingRecord | None = None
     postprocessing: dict[str, Any] | None = None
 
@@ -188,6 +191,7 @@ class ModelCard:
         """The card of a loaded checkpoint dict; ``geometry`` is its model's (see
         :func:`unetlab.artifacts.read.load_network`)."""
         data = checkpoint.get("data") or {}
+        config = checkpoint.get("config") or {}
         has_stats = data.get("mean") is not None and data.get("std") is not None
         return cls.build(
             path=checkpoint.get("path"),
@@ -197,7 +201,8 @@ class ModelCard:
             class_names=data.get("class_names"),
             class_colors=data.get("class_colors"),
             normalization=Normalization.from_dict(data) if has_stats else None,
-            tta=tta_setting(((checkpoint.get("config") or {}).get("inference") or {}).get("tta")),
+            tta=tta_setting((config.get("inference") or {}).get("tta")),
+            working_scale=float((config.get("data") or {}).get("working_scale", 1.0)),
             training=TrainingRecord.from_checkpoint(checkpoint),
         )
 
@@ -218,6 +223,7 @@ class ModelCard:
                 input_scale=float(metadata.get("input_scale", 255.0)),
                 quantization=metadata.get("quantization"),
                 tta=tta_setting(metadata.get("tta")),
+                working_scale=float(metadata.get("working_scale", 1.0)),
                 postprocessing=metadata.get("postprocessing"),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -245,8 +251,10 @@ class ModelCard:
             "size_multiple": self.geometry.multiple,
             "threshold": None if self.threshold is None else float(self.threshold),
             "tta": self.tta or "off",
+            "working_scale": float(self.working_scale),
             "input": f"raw pixel values, float32 N x {self.in_channels} x H x W, "
-            f"0..{self.input_scale:g}",
+            f"0..{self.input_scale:g}"
+            + (", resized by working_scale" if self.working_scale != 1 else ""),
             "output": "logits N x K x H' x W' (K = 1: sigmoid; K >= 2: softmax)",
         }
         if self.quantization is not None:

@@ -36,6 +36,7 @@ from unetlab.data.problems import (
     size_problem,
     split_problems,
 )
+from unetlab.data.resolution import resize_image, resize_mask
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class SegmentationDataset(Dataset):
         normalization: Normalization | None = None,
         weight_map: WeightMapOptions | Mapping | bool | None = None,
         in_channels: int | None = None,
+        working_scale: float = 1.0,
     ):
         problems = split_problems(
             split,
@@ -100,6 +102,7 @@ class SegmentationDataset(Dataset):
         self.normalization = normalization
         self.weight_map = WeightMapOptions.coerce(weight_map)
         self.in_channels = in_channels
+        self.working_scale = working_scale
         self._weights: dict[str, np.ndarray] = {}  # per process, so per DataLoader worker
 
     def __len__(self) -> int:
@@ -127,8 +130,17 @@ class SegmentationDataset(Dataset):
             raise problem.to_error()
         return image, mask
 
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`read`, at the working resolution (:mod:`unetlab.data.resolution`)."""
+        image, mask = self.read(index)
+        return (
+            resize_image(image, self.working_scale),
+            resize_mask(mask, self.working_scale),
+        )
+
     def weight(self, index: int, mask: np.ndarray) -> np.ndarray:
-        """The weight map of the un-augmented mask, computed once per id (it is slow)."""
+        """The weight map of the un-augmented mask (at the working resolution), computed once
+        per id (it is slow)."""
         sample_id = self.ids[index]
         if sample_id not in self._weights:
             from unetlab.data.weight_map import unet_weight_map
@@ -153,10 +165,10 @@ class SegmentationDataset(Dataset):
         """
         if self.weight_map is not None:
             for index in range(len(self)):
-                self.weight(index, self.read(index)[1])
+                self.weight(index, self.load(index)[1])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image, mask = self.read(index)
+        image, mask = self.load(index)
         weight = self.weight(index, mask) if self.weight_map is not None else None
         if image.dtype != np.uint8:  # uint16: to [0, 1] floats, which every transform accepts
             image = image.astype(np.float32) / max_value(image.dtype)
@@ -199,6 +211,7 @@ def open_dataset(
     normalization: Normalization | None = None,
     weight_map: WeightMapOptions | Mapping | bool | None = None,
     in_channels: int | None = None,
+    working_scale: float = 1.0,
 ) -> SegmentationDataset:
     """The :class:`SegmentationDataset` of ``split`` (``"train"``, ``"val"``, ... or ``"all"``).
 
@@ -206,7 +219,8 @@ def open_dataset(
     against it as it is read. ``transform`` is an albumentations-style callable (see
     :func:`unetlab.data.transforms.build_transform`); ``weight_map`` turns on the ``weight``
     entry (True for the paper's w0=10, sigma=5, or a mapping of
-    :class:`WeightMapOptions` fields).
+    :class:`WeightMapOptions` fields); ``working_scale`` resizes every image and mask as it is
+    read (:mod:`unetlab.data.resolution`).
     """
     info = dataset_info(root)
     return SegmentationDataset(
@@ -218,4 +232,5 @@ def open_dataset(
         normalization=normalization,
         weight_map=weight_map,
         in_channels=in_channels,
+        working_scale=working_scale,
     )

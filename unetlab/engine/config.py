@@ -85,6 +85,11 @@ class DataConfig(Section):
     """One name per class in index order; null: ``classes.txt``, else ``class 0``, ..."""
     patch_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 256
     """Training crop: one side, or ``[height, width]``; a multiple of the model's stride."""
+    working_scale: Annotated[float, Field(gt=0, le=4)] = 1.0
+    """Scale at which the network sees the images: every image and mask is resized by it for
+    training and validation, and prediction resizes its input by it and the scores back, so
+    labels and metrics stay at the input's size. Below 1 for photographs much larger than their
+    thinnest structures need (the planner's choice, ``unetlab.data.resolution``)."""
     batch_size: PositiveInt = 4
     """Crops per step and process: the global batch is ``batch_size`` x processes."""
     val_batch_size: PositiveInt = 1

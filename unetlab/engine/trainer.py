@@ -360,6 +360,7 @@ class Trainer:
             "normalization": self.spec.normalization,
             "weight_map": weight_map_options(cfg),
             "in_channels": self.spec.in_channels,
+            "working_scale": cfg.data.working_scale,
         }
         self.train_transform = build_transform(cfg.data.augment, self.patch, train=True)
         self.train_set = open_dataset(

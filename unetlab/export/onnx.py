@@ -108,6 +108,7 @@ def export_onnx(
         tolerance=tolerance,
         source=card.path,
         tta=card.tta,
+        working_scale=card.working_scale,
         postprocessing=card.postprocessing,
         overwrite=overwrite,
     )
@@ -148,11 +149,12 @@ def _export_into(
     tolerance: float = 1e-4,
     source: str | Path | None = None,
     tta: bool | str = False,
+    working_scale: float = 1.0,
     postprocessing: dict[str, Any] | None = None,
 ) -> ExportReport:
-    """:func:`export_model` into ``out_path`` (a temp file) directly. ``tta`` and
-    ``postprocessing`` (the checkpoint's stored ones) go into the metadata, so the export
-    predicts alike by default."""
+    """:func:`export_model` into ``out_path`` (a temp file) directly. ``tta``,
+    ``working_scale`` and ``postprocessing`` (the checkpoint's) go into the metadata, so the
+    export predicts alike by default."""
     onnx, ort = _require_onnx()
     started = time.perf_counter()
     model = model.eval()
@@ -181,6 +183,7 @@ def _export_into(
         threshold=float(threshold),
         input_scale=float(input_scale),
         tta=tta,
+        working_scale=float(working_scale),
         postprocessing=postprocessing,
     )
     metadata = card.to_onnx_metadata()

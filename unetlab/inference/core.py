@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from unetlab.artifacts.card import ModelCard
+from unetlab.data.resolution import resize_image, resize_scores
 from unetlab.errors import UnetlabError
 from unetlab.inference.grid import Geometry, needs_tiles
 from unetlab.inference.labels import labels_from_logits, probabilities_from_logits
@@ -188,20 +189,22 @@ class ArrayPredictor:
         """Predict several images; same-sized ones share forward passes of ``batch_size``."""
         sources = list(sources) if sources is not None else [None] * len(images)
         checked = [self.check_image(im, src) for im, src in zip(images, sources, strict=True)]
+        working = [resize_image(image, self.working_scale) for image in checked]
         results: list[Prediction | None] = [None] * len(checked)
         groups: dict[tuple[int, ...], list[int]] = {}
-        for index, image in enumerate(checked):
+        for index, image in enumerate(working):
             if self.needs_tiles(*image.shape[:2]):
-                results[index] = self._predict_tiled(image, probabilities)
+                results[index] = self._predict_tiled(image, probabilities, checked[index].shape)
             else:
                 groups.setdefault(image.shape, []).append(index)
         size = self.options.batch_size
         for indices in groups.values():
             for start in range(0, len(indices), size):
                 chunk = indices[start : start + size]
-                logits = self.logits_whole([checked[i] for i in chunk])
+                logits = self.logits_whole([working[i] for i in chunk])
                 for i, image_logits in zip(chunk, logits, strict=True):
-                    results[i] = self._decide(image_logits, probabilities)
+                    at_input = resize_scores(image_logits, *checked[i].shape[:2])
+                    results[i] = self._decide(at_input, probabilities)
         for result in results:
             assert result is not None
             result.labels = self.postprocess(result.labels)
@@ -212,8 +215,15 @@ class ArrayPredictor:
         every prediction takes; callers that label logits themselves call it too)."""
         return self.options.postprocessing.apply(labels)
 
+    @property
+    def working_scale(self) -> float:
+        """The resolution the network was trained at (the card's; 1 without a card): inputs
+        are resized by it and scores back (:mod:`unetlab.data.resolution`)."""
+        return self.card.working_scale if self.card is not None else 1.0
+
     def logits_whole(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """``N x K x H x W`` logits of same-sized images in one forward pass (mirror-padded)."""
+        """``N x K x H x W`` logits of same-sized images in one forward pass (mirror-padded),
+        at the size given: the network's own call, without the working-scale resizing."""
         height, width = images[0].shape[:2]
         geometry = self.geometry
         start = -geometry.offset
@@ -224,15 +234,22 @@ class ArrayPredictor:
         return logits[:, :, :height, :width]
 
     def logits(self, image: np.ndarray, source: str | Path | None = None) -> np.ndarray:
-        """``K x H x W`` float32 logits of one image (tiled when it is large)."""
+        """``K x H x W`` float32 logits of one image (tiled when it is large), at its size."""
         image = self.check_image(image, source)
-        if self.needs_tiles(*image.shape[:2]):
-            return self._tiled(image, "logits")
-        return self.logits_whole([image])[0]
+        working = resize_image(image, self.working_scale)
+        if self.needs_tiles(*working.shape[:2]):
+            logits = self._tiled(working, "logits")
+        else:
+            logits = self.logits_whole([working])[0]
+        return resize_scores(logits, *image.shape[:2])
 
-    def _predict_tiled(self, image: np.ndarray, probabilities: bool) -> Prediction:
-        if probabilities:
-            return self._decide(self._tiled(image, "logits"), True)
+    def _predict_tiled(
+        self, image: np.ndarray, probabilities: bool, input_shape: tuple[int, ...]
+    ) -> Prediction:
+        """``image`` at the working scale, in tiles; the result at ``input_shape``'s size."""
+        if probabilities or image.shape != input_shape:  # scores are resized before labelling
+            logits = resize_scores(self._tiled(image, "logits"), *input_shape[:2])
+            return self._decide(logits, probabilities)
         return Prediction(self._tiled(image, "labels"))
 
     def _tiled(self, image: np.ndarray, output: str) -> np.ndarray:

@@ -121,7 +121,7 @@ def summarize(
     spec = getattr(model, "spec", None)
     title = name or (spec["name"] if isinstance(spec, dict) else type(model).__name__)
     # the deployed network: training-only modules (deep-supervision heads) are counted apart
-    extra_modules = getattr(model, "training_only_modules", list)()
+    extra_modules: list[nn.Module] = getattr(model, "training_only_modules", list)()
     extra = {id(p) for m in extra_modules for p in m.parameters()}
     params = [p for p in model.parameters() if id(p) not in extra]
     extra_convs = {id(m) for e in extra_modules for m in e.modules()}

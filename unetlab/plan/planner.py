@@ -5,6 +5,10 @@ hand-made fingerprints and timings. Each choice carries one line of reason namin
 that led to it; ``plan.yaml`` prints them beside the fields. The rules, and the measurements
 behind them (docs/benchmarks.md, "What helps"):
 
+- **Working resolution**: photographs larger than their structures need are shrunk, so that a
+  median image fits one patch, but never so far that the thinnest class's median structure is
+  narrower than ``MIN_STRUCTURE`` px (the stride of a depth-4 bottleneck); never enlarged.
+  Microscopy with thin membranes and street scenes with thin poles stay at full size.
 - **Network**: the classic U-Net with batch norm, same padding. Patch: the images' short side,
   capped (256 px on a CPU, 512 on a GPU); depth: poolings down to a 16 px bottleneck. Width: the
   widest of the probed widths that still gets ``MIN_STEPS`` optimizer steps into the budget
@@ -29,6 +33,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from unetlab.data.resolution import working_size
 from unetlab.engine.config import UNTIL_THE_CLOCK
 from unetlab.engine.probe import REDUCED_MARGIN, Candidate, Timing
 from unetlab.plan.fingerprint import Fingerprint
@@ -40,6 +45,8 @@ VALIDATION_SHARE = 0.08
 WIDTHS = (16, 24, 32)
 """Base widths probed (the classic U-Net has 64; 16 is a quarter of its channels)."""
 NARROW_WIDTH = 8
+MIN_STRUCTURE = 16.0
+"""Pixels the thinnest class's median structure keeps at the working resolution."""
 """Used when not even the narrowest probed width fits a few hundred steps (tiny budgets)."""
 
 Orientation = Literal["auto", "free", "upright"]
@@ -75,10 +82,43 @@ class Plan:
 # ---------------------------------------------------------------- what to probe
 
 
+def patch_cap(device: str) -> int:
+    """The largest training patch side: 256 px on a CPU, 512 on a GPU."""
+    return 512 if device == "cuda" else 256
+
+
+def choose_working_scale(fp: Fingerprint, device: str) -> tuple[float, str]:
+    """The working resolution (``data.working_scale``) and its reason; see the module docstring."""
+    cap = patch_cap(device)
+    long_side = max(fp.median_size)
+    widths = {c.name: c.width for c in fp.classes if c.width is not None}
+    if not widths or long_side <= cap:
+        return 1.0, f"full size: the median image ({long_side} px long) fits one {cap} px patch"
+    thinnest = min(widths, key=widths.get)  # type: ignore[arg-type]
+    floor = math.ceil(100 * MIN_STRUCTURE / widths[thinnest]) / 100  # two decimals, rounded up
+    scale = max(round(cap / long_side, 2), floor)
+    if scale >= 1.0:
+        return 1.0, (
+            f"full size: the thinnest structures ({thinnest}, {widths[thinnest]:.1f} px) would "
+            f"fall under {MIN_STRUCTURE:g} px if shrunk"
+        )
+    return scale, (
+        f"{scale:g}: the median image ({long_side} px long) then fits one {cap} px patch and "
+        f"the thinnest structures ({thinnest}, {widths[thinnest]:.0f} px) keep "
+        f"{widths[thinnest] * scale:.0f} px; prediction resizes back to the input's size"
+    )
+
+
+def working_median_size(fp: Fingerprint, device: str) -> tuple[int, int]:
+    """The median image size at the working resolution."""
+    scale, _ = choose_working_scale(fp, device)
+    return working_size(*fp.median_size, scale)
+
+
 def network_shape(fp: Fingerprint, device: str) -> tuple[int, int, int]:
-    """(patch, depth, batch) from the image size and the device."""
-    cap = 512 if device == "cuda" else 256
-    short = min(fp.median_size)
+    """(patch, depth, batch) from the image size at the working resolution and the device."""
+    cap = patch_cap(device)
+    short = min(working_median_size(fp, device))
     patch = max(32, min(cap, short // 32 * 32 if short >= 64 else short // 16 * 16))
     depth = max(2, min(5, int(math.log2(patch)) - 4))
     batch = 8 if device == "cuda" else 4
@@ -133,7 +173,8 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
     """The plan for ``fp`` given measured ``timings`` (see the module docstring for the rules)."""
     reasons: dict[str, str] = {}
     patch, depth, batch = network_shape(fp, options.device)
-    short = min(fp.median_size)
+    working_scale, why_scale = choose_working_scale(fp, options.device)
+    short = min(working_median_size(fp, options.device))
     seconds = max(options.budget_seconds - options.seconds_spent, 1.0)
 
     speed, why_speed = choose_precision(timings)
@@ -142,7 +183,7 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
         t for t in timings
         if t.candidate.precision == precision and t.candidate.channels_last == channels_last
     ]
-    validation_seconds = _validation_seconds(fp, speed)
+    validation_seconds = _validation_seconds(fp, speed, working_scale)
     budget_for_steps = seconds - min(validation_seconds * VALIDATIONS, VALIDATION_SHARE * seconds)
     base, steps, why_width = _choose_width(same_speed, budget_for_steps)
 
@@ -150,9 +191,11 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
     reasons["model.options.depth"] = (
         f"{depth} poolings take the {patch} px patch to a {patch >> depth} px bottleneck"
     )
+    reasons["data.working_scale"] = why_scale
     reasons["data.patch_size"] = (
-        f"the images' median short side is {short} px; capped at "
-        f"{256 if options.device != 'cuda' else 512} px on {options.device.upper()}"
+        f"the images' median short side is {short} px"
+        + (" at the working scale" if working_scale != 1 else "")
+        + f"; capped at {patch_cap(options.device)} px on {options.device.upper()}"
     )
     reasons["data.batch_size"] = (
         f"{batch} patches per step: enough for batch norm on {options.device.upper()}"
@@ -244,6 +287,7 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
             "root": fp.root,
             **({"train_split": fp.split} if fp.split != "train" else {}),
             **({"val_split": fp.val_split} if fp.val_split != "val" else {}),
+            "working_scale": working_scale,
             "patch_size": patch,
             "batch_size": batch,
             "repeat": repeat,
@@ -273,10 +317,11 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
     return Plan(config, reasons, fp, list(timings), predicted_steps=steps)
 
 
-def _validation_seconds(fp: Fingerprint, timing: Timing) -> float:
-    """One pass over the val images: forward cost per megapixel, plus half again for reading,
-    padding and scoring."""
-    return 1.5 * timing.forward_seconds_per_mpixel * fp.val_pixels / 1e6
+def _validation_seconds(fp: Fingerprint, timing: Timing, working_scale: float) -> float:
+    """One pass over the val images at the working scale: forward cost per megapixel, plus half
+    again for reading, padding and scoring."""
+    pixels = fp.val_pixels * working_scale**2
+    return 1.5 * timing.forward_seconds_per_mpixel * pixels / 1e6
 
 
 def _choose_width(timings: list[Timing], seconds: float) -> tuple[int, int, str]:
