@@ -62,7 +62,9 @@ def files(tmp_path_factory) -> dict[str, str]:
     return {"run": str(run), "image": str(tmp / "a.png"), "data": str(root), "tmp": str(tmp)}
 
 
-@pytest.mark.parametrize("command", ["predict", "evaluate", "bench", "bench-name", "train"])
+@pytest.mark.parametrize(
+    "command", ["predict", "evaluate", "bench", "bench-name", "train", "serve"]
+)
 def test_threads_option_reaches_torch_and_the_wait_policy_precedes_torch(files, command):
     """3 threads: more than this 2-core machine's cores, which torch caps ``OMP_NUM_THREADS``
     at, so only a ``torch.set_num_threads`` after torch loaded gives 3."""
@@ -75,9 +77,13 @@ def test_threads_option_reaches_torch_and_the_wait_policy_precedes_torch(files, 
                        "--runs", "1", "--warmup", "0"],
         # the data is missing: exit 2 at the data check, after the engine (torch) loaded
         "train": ["train", "--data", files["tmp"] + "/missing", "--epochs", "1"],
+        "serve": ["serve", files["run"], "--port", "47861"],
     }[command]  # fmt: skip
+    # serve opens the model, then returns instead of listening (uvicorn loads no torch)
+    stub = "import uvicorn\nuvicorn.run = lambda *args, **kwargs: None\n"
     body = (
-        "from unetlab.cli.main import main\n"
+        (stub if command == "serve" else "")
+        + "from unetlab.cli.main import main\n"
         f"result = main({[*argv, '--threads', '3', '--device', 'cpu']!r})\n"
     )
     seen = _child(body)

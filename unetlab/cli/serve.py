@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from unetlab.cli.options import F, device_option, precision_option, tile_option
+from unetlab.cli.options import F, device_option, precision_option, threads_option, tile_option
 
 
 def _limit_option(flag: str, default: float, text: str) -> Callable[[F], F]:
@@ -36,13 +36,15 @@ def _limit_option(flag: str, default: float, text: str) -> Callable[[F], F]:
 @device_option()
 @precision_option("Checkpoints")
 @tile_option()
+@threads_option
 @_limit_option("--max-upload-mb", 100.0, "Largest upload accepted.")
 @_limit_option(
     "--max-megapixels", 150.0, "Largest image accepted (checked before its pixels are decoded)."
 )
 @click.option("--no-cache", is_flag=True, help="Inspect the split again; keep nothing on disk.")
 def serve(
-    model, data, split, host, port, device, precision, tile, max_upload_mb, max_megapixels, no_cache
+    model, data, split, host, port, device, precision, tile, threads, max_upload_mb,
+    max_megapixels, no_cache,
 ) -> None:
     """Open a page to predict images with a run, checkpoint or .onnx export, and (with
     --data) to inspect a split: per-image IoU/Dice worst first, error maps, confusion matrix."""
@@ -56,6 +58,7 @@ def serve(
         device=device,
         precision=precision,
         tile=tile,
+        threads=threads,
         max_upload_mb=max_upload_mb,
         max_megapixels=max_megapixels,
         cache=not no_cache,

@@ -62,6 +62,7 @@ class ServeConfig:
     device: str = "auto"
     precision: str = "fp32"
     tile: int = 512
+    threads: int | None = None  # CPU threads of the forward pass (None: one per core)
     max_upload_mb: float = 100.0
     max_megapixels: float = 150.0
     cache: bool = True
@@ -143,7 +144,8 @@ class ServeState:
     @classmethod
     def open(cls, config: ServeConfig) -> "ServeState":
         predictor = open_predictor(
-            config.model, config.device, config.precision, tile=config.tile, progress=False
+            config.model, config.device, config.precision, tile=config.tile, progress=False,
+            threads=config.threads,
         )
         card = model_card(config.model, predictor)
         card["max_upload_bytes"] = config.max_upload_bytes
