@@ -217,7 +217,9 @@ def test_loss_rules() -> None:
 
 
 @pytest.mark.parametrize(
-    ("short", "patch", "depth"), [(512, 256, 4), (128, 128, 3), (100, 96, 2), (40, 32, 2)]
+    ("short", "patch", "depth"),
+    # poolings until the bottleneck is at most 16 px: 256/16, 160/10, 128/16, 96/12, 32/8
+    [(512, 256, 4), (170, 160, 4), (128, 128, 3), (100, 96, 3), (40, 32, 2)],
 )
 def test_patch_and_depth_follow_the_image_size(short: int, patch: int, depth: int) -> None:
     fp = make_fingerprint(median_size=(short, short + 50))
@@ -242,7 +244,7 @@ def test_working_scale_fits_a_median_photograph_into_one_patch() -> None:
     data = plan.config["data"]
     assert data["working_scale"] == 0.51  # 256 / 498 = 0.514, to two decimals
     # at 0.51 the median image is 191 x 254: the patch is its short side in 32 px steps
-    assert (data["patch_size"], plan.config["model"]["options"]["depth"]) == (160, 3)
+    assert (data["patch_size"], plan.config["model"]["options"]["depth"]) == (160, 4)
     assert "52 px" in plan.reasons["data.working_scale"]  # 101 px horses keep 101 x 0.51
     # validation is timed at the working scale: 52 images of 191 x 254 at 0.5 s/MP, x 1.5
     per_validation = 1.5 * 0.5 * 52 * 375 * 498 * 0.51**2 / 1e6

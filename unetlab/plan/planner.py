@@ -10,7 +10,9 @@ behind them (docs/benchmarks.md, "What helps"):
   narrower than ``MIN_STRUCTURE`` px (the stride of a depth-4 bottleneck); never enlarged.
   Microscopy with thin membranes and street scenes with thin poles stay at full size.
 - **Network**: the classic U-Net with batch norm, same padding. Patch: the images' short side,
-  capped (256 px on a CPU, 512 on a GPU); depth: poolings down to a 16 px bottleneck. Width: the
+  capped (256 px on a CPU, 512 on a GPU); depth: poolings until the bottleneck is at most
+  ``BOTTLENECK`` px, so the receptive field spans the patch (a 160 px patch gets 4 poolings, not
+  3: on the horses the deeper net scored higher, docs/benchmarks.md). Width: the
   widest of the probed widths that still gets ``MIN_STEPS`` optimizer steps into the budget
   (more steps of a narrow net beat fewer of a wide one on a CPU budget).
 - **Precision and layout**: the fastest measured of fp32 NCHW, fp32 NHWC and reduced precision
@@ -45,9 +47,11 @@ VALIDATION_SHARE = 0.08
 WIDTHS = (16, 24, 32)
 """Base widths probed (the classic U-Net has 64; 16 is a quarter of its channels)."""
 NARROW_WIDTH = 8
+"""Used when not even the narrowest probed width fits a few hundred steps (tiny budgets)."""
+BOTTLENECK = 16
+"""The largest bottleneck side (px) the depth rule allows."""
 MIN_STRUCTURE = 16.0
 """Pixels the thinnest class's median structure keeps at the working resolution."""
-"""Used when not even the narrowest probed width fits a few hundred steps (tiny budgets)."""
 
 Orientation = Literal["auto", "free", "upright"]
 
@@ -120,7 +124,7 @@ def network_shape(fp: Fingerprint, device: str) -> tuple[int, int, int]:
     cap = patch_cap(device)
     short = min(working_median_size(fp, device))
     patch = max(32, min(cap, short // 32 * 32 if short >= 64 else short // 16 * 16))
-    depth = max(2, min(5, int(math.log2(patch)) - 4))
+    depth = max(2, min(5, math.ceil(math.log2(patch / BOTTLENECK))))
     batch = 8 if device == "cuda" else 4
     return patch, depth, batch
 
