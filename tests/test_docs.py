@@ -88,3 +88,26 @@ def test_summary_lists_the_model_options(capsys):
     listing = capsys.readouterr().out
     for name in list_models():
         assert f"{name}: " in listing
+
+
+def test_config_reference_tool_help_writes_nothing_and_keeps_foreign_files(tmp_path, monkeypatch,
+                                                                           capsys):
+    import pytest
+
+    from unetlab.engine.config_reference import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_help:
+        main(["--help"])
+    assert exit_help.value.code == 0 and "usage:" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []  # no file named "--help"
+    foreign = tmp_path / "notes.md"
+    foreign.write_text("my own notes\n")
+    with pytest.raises(SystemExit) as refused:
+        main([str(foreign)])
+    assert refused.value.code == 2 and "not a generated config reference" in capsys.readouterr().err
+    assert foreign.read_text() == "my own notes\n"
+    page = tmp_path / "config.md"
+    assert main([str(page)]) == 0 and page.read_text() == render()
+    page.write_text(render().replace("Run configuration", "Old run configuration"))
+    assert main([str(page)]) == 0 and page.read_text() == render()  # its own page: replaced
