@@ -38,6 +38,18 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def _test_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("unetlab-cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(_test_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fingerprints and downloads that tests cause go to a temporary cache, never the user's
+    ``~/.cache/unetlab`` (a test names its own with ``monkeypatch.setenv``)."""
+    monkeypatch.setenv("UNETLAB_CACHE", str(_test_cache))
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
