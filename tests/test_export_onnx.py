@@ -85,7 +85,7 @@ def test_normalisation_inside_the_graph_equals_shared_preprocessing(tmp_path: Pa
     assert np.abs(actual - expected).max() <= 1e-4
 
 
-def test_export_opset_and_input_scale_from_the_command_line(tmp_path: Path) -> None:
+def test_export_opset_and_input_scale_from_the_command_line(tmp_path: Path, capsys) -> None:
     """``--opset 13 --input-scale 65535``: the file declares opset 13 and takes 16-bit raw
     pixels, giving what torch gives on the same image read as 16-bit."""
     from unetlab.cli.main import main
@@ -108,6 +108,7 @@ def test_export_opset_and_input_scale_from_the_command_line(tmp_path: Path) -> N
     actual = session.run(None, {"image": image.transpose(2, 0, 1)[None].astype(np.float32)})[0]
     assert np.abs(actual - expected).max() <= 1e-4
     assert read_metadata(out)["input_scale"] == 65535
+    assert "working scale" not in capsys.readouterr().out  # full size: nothing to resize
 
 
 def test_valid_padding_export_matches_torch(exported) -> None:

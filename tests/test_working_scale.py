@@ -114,13 +114,14 @@ def test_tiled_prediction_at_the_working_scale_is_labelled_at_full_size(
     assert np.array_equal(predictor.predict(full).labels, labels_from_logits(logits))
 
 
-def test_an_export_keeps_the_working_scale(half_scale_checkpoint, tmp_path) -> None:
+def test_an_export_keeps_the_working_scale(half_scale_checkpoint, tmp_path, capsys) -> None:
     pytest.importorskip("onnxruntime")
     from unetlab.cli.main import main
 
     path, _ = half_scale_checkpoint
     onnx_path = tmp_path / "model.onnx"
     assert main(["export", str(path), "--out", str(onnx_path)]) == 0
+    assert "working scale 0.5 (metadata 'working_scale')" in capsys.readouterr().out
     exported = open_model(onnx_path, tta=False)
     assert exported.card.working_scale == 0.5
     _, full = blocky_image(9)

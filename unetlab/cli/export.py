@@ -96,6 +96,12 @@ def export(
         f"input: raw pixels float32 N x C x H x W in 0..{input_scale:g}; "
         f"use it with: unetlab predict {report.path} IMAGE..."
     )
+    if report.working_scale != 1:
+        click.echo(
+            f"working scale {report.working_scale:g} (metadata 'working_scale'): the network "
+            f"was trained on images resized by {report.working_scale:g}; outside unetlab, "
+            "resize an image by it before the graph and the scores back to its size after"
+        )
     if calibration is not None:
         from unetlab.export.quantize import quantize_onnx
 

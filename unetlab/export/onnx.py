@@ -66,6 +66,7 @@ class ExportReport:
     seconds: float
     opset: int
     megabytes: float
+    working_scale: float = 1.0
 
 
 def export_onnx(
@@ -210,6 +211,7 @@ def _export_into(
         time.perf_counter() - started,
         opset,
         out_path.stat().st_size / 2**20,
+        float(working_scale),
     )
 
 
