@@ -116,6 +116,40 @@ def test_dry_run_of_a_budget_with_data_alone_checks_the_plan_training_would_run(
     assert plan.config.train.epochs == 5  # the override reached the config too
 
 
+def test_data_alone_plans_a_default_budget_and_any_recipe_choice_does_not(tmp_path, monkeypatch):
+    """``unetlab train --data D`` with nothing else is planned (20 minutes), not the generic
+    GPU-sized defaults; naming a model, epochs, batch size or any ``--set`` keeps the config
+    path (and a budget with them only sets the clock)."""
+    import unetlab.api as api
+    from unetlab.cli.main import main
+    from unetlab.data import make_shapes_dataset
+    from unetlab.engine.config import load_config
+
+    data = make_shapes_dataset(tmp_path / "shapes", n_train=4, n_val=2, size=32, seed=1)
+    planned = load_config({"data": {"root": str(data), "patch_size": 32, "batch_size": 3},
+                           "model": {"name": "unet", "options": {"base": 4, "depth": 2}},
+                           "train": {"device": "cpu", "epochs": 7}})
+    calls = []
+
+    def fake_plan(data_arg, budget, **kwargs):
+        calls.append(budget)
+        return planned, {"plan.yaml": "..."}
+
+    monkeypatch.setattr(api, "planned_config", fake_plan)
+    logged: list[str] = []
+    cfg, files = api.training_config(data=str(data), log=logged.append)
+    assert calls == ["20m"] and cfg.data.batch_size == 3 and files == {"plan.yaml": "..."}
+    assert "no config, preset or --budget: planning a 20m run" in logged[0]
+    chosen = [{"epochs": 2}, {"model": "unet"}, {"batch_size": 2},
+              {"overrides": ["optim.lr=0.01"]}]
+    for choice in chosen:
+        cfg, files = api.training_config(data=str(data), log=logged.append, **choice)
+        assert files == {} and cfg.model.options.get("base", 64) == 64  # the generic defaults
+    assert calls == ["20m"]
+    assert main(["train", "--data", str(data), "--dry-run"]) == 0  # the command line too
+    assert calls == ["20m", "20m"]
+
+
 def test_evaluate_forwards_new_and_old_keywords(monkeypatch):
     import unetlab.engine.evaluate as engine_evaluate
 

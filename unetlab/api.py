@@ -153,6 +153,12 @@ def training_config(
         options = {**options, "overrides": list(given)}  # read twice: by the plan and the config
     budget = options.get("budget")
     planned = config is None and options.get("preset") is None and options.get("resume") is None
+    if planned and budget is None and _only_data_given(options):
+        budget = DEFAULT_BUDGET
+        log(
+            f"no config, preset or --budget: planning a {DEFAULT_BUDGET} run for this dataset "
+            "and this machine (--budget sets the minutes; a preset or a config, a fixed recipe)"
+        )
     if budget is not None and planned:
         config, extra_files = planned_config(
             options.get("data"), budget, device=options.get("device"), orientation=orientation,
@@ -160,6 +166,21 @@ def training_config(
         )  # fmt: skip
         options = {**options, "budget": None}  # the plan's limit leaves out the planning time
     return run_config(config, **options), extra_files
+
+
+DEFAULT_BUDGET = "20m"
+"""The budget ``unetlab train --data DIR`` plans for when nothing else is said: a generic
+default network (base 64, 31 M parameters) is sized for a GPU, and on a CPU ran two epochs in
+15 minutes on the horses (docs/benchmarks.md)."""
+
+
+def _only_data_given(options: Mapping[str, Any]) -> bool:
+    """Whether the user chose nothing about the recipe (no model, epochs, batch size or
+    ``--set``): then a plan, not the generic defaults, decides it."""
+    chosen = ("model", "epochs", "batch_size")
+    return all(options.get(key) is None for key in chosen) and not list(
+        options.get("overrides") or ()
+    )
 
 
 @_takes_run_options

@@ -36,7 +36,8 @@ EXIT_INTERRUPTED = 130
 @click.option(
     "--budget",
     help="Train for this long (20m, 1.5h, 90s). With --data alone (no CONFIG, no --preset) "
-    "unetlab first plans the run for this dataset, this machine and this budget.",
+    "unetlab first plans the run for this dataset, this machine and this budget; --data with "
+    "nothing else (no --budget, --model, --epochs, --batch-size or --set) plans 20m.",
 )
 @click.option(
     "--orientation", type=click.Choice(["auto", "free", "upright"]), default="auto",
@@ -71,6 +72,7 @@ def train(
     \b
     Examples:
       unetlab train --data ../shared/datasets/weizmann_horse --budget 20m   (planned)
+      unetlab train --data ../shared/datasets/weizmann_horse   (planned, 20 minutes)
       unetlab train --preset isbi2012 --data ../shared/datasets/isbi2012
       unetlab train examples/config.yaml --set optim.lr=3e-4 --set data.batch_size=8
       unetlab train --preset camvid --model resnet50_unet --data DATA --dry-run
