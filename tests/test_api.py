@@ -89,12 +89,8 @@ def test_train_and_run_config_spell_out_their_shared_keywords():
         unetlab.run_config(preset="demo", epoch=3)
 
 
-def test_dry_run_of_a_budget_with_data_alone_checks_the_plan_training_would_run(
-    tmp_path, monkeypatch
-):
-    """``train(data=D, budget=B)`` plans first; its dry run must check that plan, not a default
-    config with a time limit. The planner is replaced by one returning a known config."""
-    import unetlab.api as api
+def _data_and_a_known_plan(tmp_path):
+    """A tiny dataset and the config a stand-in planner returns for it (batch 3, not 4)."""
     from unetlab.data import make_shapes_dataset
     from unetlab.engine.config import load_config
 
@@ -102,6 +98,17 @@ def test_dry_run_of_a_budget_with_data_alone_checks_the_plan_training_would_run(
     planned = load_config({"data": {"root": str(data), "patch_size": 32, "batch_size": 3},
                            "model": {"name": "unet", "options": {"base": 4, "depth": 2}},
                            "train": {"device": "cpu", "epochs": 7}})
+    return data, planned
+
+
+def test_dry_run_of_a_budget_with_data_alone_checks_the_plan_training_would_run(
+    tmp_path, monkeypatch
+):
+    """``train(data=D, budget=B)`` plans first; its dry run must check that plan, not a default
+    config with a time limit. The planner is replaced by one returning a known config."""
+    import unetlab.api as api
+
+    data, planned = _data_and_a_known_plan(tmp_path)
     calls = []
 
     def fake_plan(data_arg, budget, **kwargs):
@@ -122,13 +129,8 @@ def test_data_alone_plans_a_default_budget_and_any_recipe_choice_does_not(tmp_pa
     path (and a budget with them only sets the clock)."""
     import unetlab.api as api
     from unetlab.cli.main import main
-    from unetlab.data import make_shapes_dataset
-    from unetlab.engine.config import load_config
 
-    data = make_shapes_dataset(tmp_path / "shapes", n_train=4, n_val=2, size=32, seed=1)
-    planned = load_config({"data": {"root": str(data), "patch_size": 32, "batch_size": 3},
-                           "model": {"name": "unet", "options": {"base": 4, "depth": 2}},
-                           "train": {"device": "cpu", "epochs": 7}})
+    data, planned = _data_and_a_known_plan(tmp_path)
     calls = []
 
     def fake_plan(data_arg, budget, **kwargs):
