@@ -152,6 +152,21 @@ def test_data_alone_plans_a_default_budget_and_any_recipe_choice_does_not(tmp_pa
     assert calls == ["20m", "20m"]
 
 
+def test_torchrun_processes_refuse_to_plan_alone(monkeypatch):
+    """Under torchrun each process would probe and could plan another network: refused with
+    the two commands that work, before any data is read."""
+    import unetlab.api as api
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(unetlab.UnetlabError, match="torchrun cannot plan") as refused:
+        api.training_config(data="does-not-exist")
+    assert "unetlab plan DIR --budget 20m --out plan.yaml" in str(refused.value)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(unetlab.UnetlabError) as alone:  # alone it gets as far as the data
+        api.training_config(data="does-not-exist")
+    assert "torchrun" not in str(alone.value)
+
+
 def test_evaluate_forwards_new_and_old_keywords(monkeypatch):
     import unetlab.engine.evaluate as engine_evaluate
 

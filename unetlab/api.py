@@ -178,9 +178,7 @@ def _only_data_given(options: Mapping[str, Any]) -> bool:
     """Whether the user chose nothing about the recipe (no model, epochs, batch size or
     ``--set``): then a plan, not the generic defaults, decides it."""
     chosen = ("model", "epochs", "batch_size")
-    return all(options.get(key) is None for key in chosen) and not list(
-        options.get("overrides") or ()
-    )
+    return all(options.get(key) is None for key in chosen) and not options.get("overrides")
 
 
 @_takes_run_options
@@ -220,8 +218,18 @@ def planned_config(
     files for the run folder: ``plan.yaml`` with one reason per choice). The splits come from
     ``overrides`` (``data.train_split=...``, ``data.val_split=...``) when they name them, so
     the plan measures the data it will train and validate on."""
+    import os
+
     from unetlab.plan import parse_budget, plan_dataset, plan_to_yaml
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would probe and plan alone
+        raise UnetlabError(
+            "a run started by torchrun cannot plan itself: every process would time its own "
+            "steps and could choose a different network",
+            data,
+            "plan once, then train the plan: unetlab plan DIR --budget 20m --out plan.yaml; "
+            "torchrun --nproc_per_node=N -m unetlab.cli.main train plan.yaml",
+        )
     if data is None:
         raise UnetlabError(
             "a budget without a config or preset plans a run for a dataset: pass --data DIR",

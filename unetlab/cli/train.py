@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from unetlab.api import DEFAULT_BUDGET
 from unetlab.cli.options import device_option, threads_option
 
 EXIT_INTERRUPTED = 130
@@ -37,7 +38,7 @@ EXIT_INTERRUPTED = 130
     "--budget",
     help="Train for this long (20m, 1.5h, 90s). With --data alone (no CONFIG, no --preset) "
     "unetlab first plans the run for this dataset, this machine and this budget; --data with "
-    "nothing else (no --budget, --model, --epochs, --batch-size or --set) plans 20m.",
+    f"nothing else (no --budget, --model, --epochs, --batch-size or --set) plans {DEFAULT_BUDGET}.",
 )
 @click.option(
     "--orientation", type=click.Choice(["auto", "free", "upright"]), default="auto",
