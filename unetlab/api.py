@@ -218,11 +218,10 @@ def planned_config(
     files for the run folder: ``plan.yaml`` with one reason per choice). The splits come from
     ``overrides`` (``data.train_split=...``, ``data.val_split=...``) when they name them, so
     the plan measures the data it will train and validate on."""
-    import os
-
+    from unetlab.engine.distributed import launched_world_size
     from unetlab.plan import parse_budget, plan_dataset, plan_to_yaml
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would probe and plan alone
+    if launched_world_size() > 1:  # each process would probe and plan alone
         raise UnetlabError(
             "a run started by torchrun cannot plan itself: every process would time its own "
             "steps and could choose a different network",

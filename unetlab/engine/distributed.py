@@ -60,12 +60,17 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     return resolved
 
 
+def launched_world_size() -> int:
+    """The number of processes ``torchrun`` started (``WORLD_SIZE``; 1 when run alone)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device: str = "auto") -> DistContext:
     """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1), else run alone.
 
     A group the caller already initialised is used as it is (and left open at the end).
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     torch_device = resolve_device(device, local_rank)
