@@ -200,8 +200,20 @@ def test_orientation_rules() -> None:
 
 
 def test_loss_rules() -> None:
-    common = make_plan(make_fingerprint(), standard_timings(), PlanOptions(budget_seconds=600))
-    assert common.config["loss"] == {"name": "ce"}
+    lines = make_plan(make_fingerprint(), standard_timings(), PlanOptions(budget_seconds=600))
+    assert lines.config["loss"] == {"name": "ce"}  # membrane 8.5 px wide: thin lines
+    assert "8.5 px" in lines.reasons["loss.name"]
+    regions = make_fingerprint(
+        classes=(ClassStats("bg", 0.75, 300, 2, 0.4), ClassStats("horse", 0.25, 100, 1, 0.2))
+    )
+    plan = make_plan(regions, standard_timings(), PlanOptions(budget_seconds=600))
+    assert plan.config["loss"] == {"name": "ce_dice"} and "100 px" in plan.reasons["loss.name"]
+    for width, loss in ((MIN_STRUCTURE, "ce_dice"), (MIN_STRUCTURE - 0.1, "ce")):
+        at_the_line = make_fingerprint(
+            classes=(ClassStats("bg", 0.75, 300, 2, 0.4), ClassStats("fg", 0.25, width, 1, 0.2))
+        )
+        plan = make_plan(at_the_line, standard_timings(), PlanOptions(budget_seconds=600))
+        assert plan.config["loss"]["name"] == loss
     rare = make_fingerprint(
         classes=(ClassStats("bg", 0.95, 50, 1, 0), ClassStats("fg", 0.05, 5, 3, 0))
     )
