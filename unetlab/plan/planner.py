@@ -55,7 +55,8 @@ NARROW_WIDTH = 8
 BOTTLENECK = 16
 """The largest bottleneck side (px) the depth rule allows."""
 MIN_STRUCTURE = 16.0
-"""Pixels the thinnest class's median structure keeps at the working resolution."""
+"""Pixels the thinnest class's median structure keeps at the working resolution; a binary
+task's rarer class narrower than this is thin lines to the loss rule (plain CE, no Dice)."""
 
 Orientation = Literal["auto", "free", "upright"]
 
@@ -360,26 +361,25 @@ def _choose_width(timings: list[Timing], seconds: float) -> tuple[int, int, str]
 
 def _choose_loss(fp: Fingerprint) -> tuple[str, str, bool, str]:
     """(loss, reason, class weights on, reason)."""
-    shares = {c.name: c.pixel_share for c in fp.classes}
-    rarest = min(shares, key=shares.get)  # type: ignore[arg-type]
+    rarest = min(fp.classes, key=lambda c: c.pixel_share)
     if fp.num_classes == 2:
-        share = f"{100 * shares[rarest]:.1f}%"
-        if shares[rarest] < 0.10:
+        name, share, width = rarest.name, f"{100 * rarest.pixel_share:.1f}%", rarest.width
+        if rarest.pixel_share < 0.10:
             return "ce_dice", (
-                f"cross-entropy + Dice: the rarer class ({rarest}) is only {share} of the pixels"
+                f"cross-entropy + Dice: the rarer class ({name}) is only {share} of the pixels"
             ), False, ""
-        width = next(c.width for c in fp.classes if c.name == rarest)
         if width is not None and width < MIN_STRUCTURE:
             return "ce", (
-                f"cross-entropy: the rarer class ({rarest}, {share}) is thin lines "
+                f"cross-entropy: the rarer class ({name}, {share}) is thin lines "
                 f"({width:.1f} px wide, under {MIN_STRUCTURE:g}); Dice, which rewards a fuller "
                 "mask, measured worse at keeping such lines unbroken"
             ), False, ""
+        wide = "" if width is None else f" ({width:.0f} px wide)"
         return "ce_dice", (
-            f"cross-entropy + Dice: the rarer class ({rarest}, {share}) forms regions "
-            f"({width or 0:.0f} px wide) whose overlap is what IoU and Dice score"
+            f"cross-entropy + Dice: the rarer class ({name}, {share}) forms regions{wide} "
+            "whose overlap is what IoU and Dice score"
         ), False, ""
-    rare = [name for name, share in shares.items() if share < 0.02]
+    rare = [c.name for c in fp.classes if c.pixel_share < 0.02]
     if rare:
         return "ce", "cross-entropy, weighted for the rare classes", True, (
             f"auto, 1/sqrt(frequency): {', '.join(rare)} are under 2% of the pixels each"
