@@ -182,3 +182,49 @@ def test_cli_split_by_sequence_into_a_folder(tmp_path: Path) -> None:
     val = (tmp_path / "lists" / "val.txt").read_text().split()
     train = (tmp_path / "lists" / "train.txt").read_text().split()
     assert not set(group_ids(val)) & set(group_ids(train))
+
+
+# ---------------------------------------------------------------- the automatic split
+
+
+def test_the_automatic_split_holds_out_the_sequence_closest_to_a_tenth(tmp_path: Path) -> None:
+    """36 frames in sequences of 6, 10 and 20: a tenth is 3.6, and whatever the shuffled order,
+    only the 6-frame sequence brings the held-out count closer to it than nothing does."""
+    ids = _ids(SEQUENCES)
+    root = _plain(tmp_path / "d", ids)
+    info = dataset_info(root)
+    assert info.ids("auto-val") == [i for i in ids if i.startswith("0001TP")]
+    assert info.ids("auto-train") == sorted(i for i in ids if not i.startswith("0001TP"))
+    assert info.splits == {}  # computed, not written: the dataset folder is the user's
+    assert not (root / "splits").exists()
+
+
+def test_the_automatic_split_of_unsequenced_names_is_a_seeded_draw_of_images(
+    tmp_path: Path,
+) -> None:
+    import random
+
+    ids = [f"img{k:02d}" for k in range(20)]  # one 'sequence' ("img"): nothing to keep whole
+    root = _plain(tmp_path / "d", ids)
+    (root / "images" / "unlabelled.png").write_bytes((root / "images" / "img00.png").read_bytes())
+    reference = sorted(ids)
+    random.Random(0).shuffle(reference)  # the documented rule: seed 0, 10% = 2 images
+    info = dataset_info(root)
+    assert info.ids("auto-val") == sorted(reference[:2])
+    assert info.ids("auto-train") == sorted(reference[2:])
+    assert dataset_info(root).ids("auto-val") == info.ids("auto-val")  # the same every time
+
+
+def test_the_automatic_split_refuses_a_single_image_and_is_checked_like_a_list(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(UnetlabError, match="too few to hold one out"):
+        dataset_info(_plain(tmp_path / "one", ["only"])).ids("auto-val")
+    root = _plain(tmp_path / "d", _ids(SEQUENCES))
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("0001TP_00000\n")  # lists exist: still usable
+    report = check_dataset(root, splits=("auto-train", "auto-val"), raise_on_problems=False)
+    assert not report.problems
+    assert sorted(report.splits) == ["auto-train", "auto-val"]
+    with pytest.raises(UnetlabError, match=r"--set data\.train_split=auto-train"):
+        dataset_info(_plain(tmp_path / "bare", ["a1", "b1"])).ids("train")

@@ -369,3 +369,33 @@ def test_plan_and_train_with_a_budget_from_the_command_line(tmp_path: Path, monk
     assert config["train"]["time_limit_minutes"] <= 0.1
     assert config["model"]["options"] == yaml.safe_load(plan_text)["model"]["options"]
     assert main(["train", "--budget", "1m"]) == 2  # planning needs a dataset
+
+
+def test_a_dataset_without_split_lists_is_planned_trained_and_evaluated_on_the_automatic_split(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """No splits/ folder: ``train --data --budget`` holds out the automatic split instead of
+    stopping at 'no split files', says so in plan.yaml, writes nothing into the dataset, and
+    ``evaluate RUN`` scores the same held-out images."""
+    import shutil
+
+    from unetlab.cli.main import main
+    from unetlab.data.layouts import dataset_info
+    from unetlab.data.synthetic import make_shapes_dataset
+
+    monkeypatch.setenv("UNETLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    data = make_shapes_dataset(tmp_path / "shapes", n_train=9, n_val=1, size=32, num_classes=2)
+    shutil.rmtree(data / "splits")
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    assert main(["train", "--data", str(data), "--budget", "0.1m", "--name", "auto"]) == 0
+    run = tmp_path / "runs" / "auto"
+    plan = yaml.safe_load((run / "plan.yaml").read_text())
+    assert (plan["data"]["train_split"], plan["data"]["val_split"]) == ("auto-train", "auto-val")
+    assert "1 of 10 labelled images" in (run / "plan.yaml").read_text()
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    assert main(["evaluate", str(run), "--data", str(data), "--out", str(tmp_path / "eval")]) == 0
+    held_out = dataset_info(data).ids("auto-val")
+    assert len(held_out) == 1
+    scored = (tmp_path / "eval" / "per_image.csv").read_text()
+    assert held_out[0] in scored

@@ -30,7 +30,10 @@ from unetlab.cli.options import (
     type=click.Path(path_type=Path),
     help="Dataset folder (VOC layout or images/ + masks/ + splits/).",
 )
-@click.option("--split", default="val", show_default=True, help="Split to evaluate.")
+@click.option(
+    "--split", default=None,
+    help="Split to evaluate [default: val; auto-val for a dataset without split lists].",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -73,7 +76,7 @@ from unetlab.cli.options import (
 def evaluate(
     checkpoint: Path,
     data_root: Path,
-    split: str,
+    split: str | None,
     out_dir: Path | None,
     device: str,
     batch_size: int,

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -19,10 +18,10 @@ from PIL import Image, ImageSequence
 
 from unetlab import IGNORE_INDEX
 from unetlab.data.colors import mask_palette
-from unetlab.data.groups import group_ids
 from unetlab.data.io import is_image_file, open_image, read_mask, write_mask
 from unetlab.data.layouts import dataset_info
 from unetlab.data.problems import UNREADABLE, DataFileError, present_values, shorten
+from unetlab.data.splitting import split_ids
 from unetlab.errors import UnetlabError
 from unetlab.fs.atomic import write_text
 
@@ -57,13 +56,6 @@ def make_splits(
     ``--set data.val_split=OUT/val.txt``).
     """
     info = dataset_info(root)
-    for what, fraction in (("val", val_fraction), ("test", test_fraction)):
-        if not 0.0 <= fraction < 1.0:
-            raise UnetlabError(
-                f"{what} fraction must be in [0, 1), got {fraction}", hint="e.g. 0.1 for 10%"
-            )
-    if folds == 1 or folds < 0:
-        raise UnetlabError(f"folds must be 0 (no folds) or at least 2, got {folds}")
     ids = sorted(set(info.images) & set(info.masks))
     if not ids:
         raise UnetlabError(
@@ -71,44 +63,10 @@ def make_splits(
             info.root,
             "name each mask like its image (a.jpg -> a.png)",
         )
-    units = _units(ids, group, seed, info.root)
-    test, rest_units = _take(units, _held_out(len(ids), test_fraction))
-    rest = [i for unit in rest_units for i in unit]
-    splits: dict[str, list[str]] = {}
-    if folds:
-        if len(rest_units) < folds:
-            raise UnetlabError(
-                f"{len(rest_units)} labelled {'group' if group else 'image'}(s) outside the "
-                f"test split: too few for {folds} folds",
-                info.root,
-                "use fewer folds (--folds) or a smaller --test",
-            )
-        parts = _deal(rest_units, folds)
-        for index, part in enumerate(parts):
-            held = set(part)
-            splits[f"fold{index}_train"] = sorted(i for i in rest if i not in held)
-            splits[f"fold{index}_val"] = sorted(part)
-        splits = {"train": splits["fold0_train"], "val": splits["fold0_val"], **splits}
-    else:
-        n_val = _held_out(len(ids), val_fraction)
-        if n_val and len(rest_units) < 2:
-            raise UnetlabError(
-                f"only {len(rest_units)} labelled {'group' if group else 'image'}(s) outside "
-                "the test split: too few to hold some out for validation",
-                info.root,
-                "add images, or use --val 0 to put everything in train"
-                + (", or a --group pattern that finds more groups" if group else ""),
-            )
-        val, train_units = _take(rest_units, n_val, keep=1)
-        splits = {"train": sorted(i for unit in train_units for i in unit), "val": sorted(val)}
-    if test_fraction > 0:
-        if not rest:
-            raise UnetlabError(
-                f"only {len(ids)} labelled image(s): too few to hold some out for testing",
-                info.root,
-                "add images, or leave out --test",
-            )
-        splits["test"] = sorted(test)
+    splits = split_ids(
+        ids, val_fraction, seed, test_fraction=test_fraction, folds=folds, group=group,
+        root=info.root,
+    )
     target = (lambda name: Path(out_dir) / f"{name}.txt") if out_dir else info.split_file
     existing = [target(s) for s in splits if target(s).exists()]
     if existing and not overwrite:
@@ -117,63 +75,9 @@ def make_splits(
             info.root,
             "keep them, or pass --force (overwrite=True) to write a new split",
         )
-    for name, split_ids in splits.items():
-        write_text(target(name), "".join(f"{i}\n" for i in split_ids), overwrite=overwrite)
+    for name, listed in splits.items():
+        write_text(target(name), "".join(f"{i}\n" for i in listed), overwrite=overwrite)
     return splits
-
-
-def _units(ids: list[str], group: str | None, seed: int, root: Path) -> list[list[str]]:
-    """The shuffled units a split deals out: single ids, or whole groups."""
-    if not group:
-        shuffled = list(ids)
-        random.Random(seed).shuffle(shuffled)
-        return [[i] for i in shuffled]
-    groups = list(group_ids(ids, group).values())
-    if len(groups) < 2:
-        raise UnetlabError(
-            f"the group pattern {group!r} puts all {len(ids)} labelled images in one group",
-            root,
-            "pass a regular expression whose first group is the sequence, e.g. "
-            "--group '^([^_]+)_', or split without --group",
-        )
-    random.Random(seed).shuffle(groups)
-    return groups
-
-
-def _take(units: list[list[str]], count: int, keep: int = 0) -> tuple[list[str], list[list[str]]]:
-    """Ids of the first units that bring the total closest to ``count`` (at least one unit when
-    ``count`` > 0, at least ``keep`` units left), and the units left."""
-    taken: list[str] = []
-    left: list[list[str]] = []
-    for index, unit in enumerate(units):
-        left_after = len(left) + len(units) - index - 1
-        closer = abs(len(taken) + len(unit) - count) < abs(len(taken) - count)
-        if count and left_after >= keep and closer:
-            taken += unit
-        else:
-            left.append(unit)
-    if count and not taken and len(left) > keep:
-        smallest = min(left, key=len)
-        left.remove(smallest)
-        taken = list(smallest)
-    return taken, left
-
-
-def _deal(units: list[list[str]], folds: int) -> list[list[str]]:
-    """``folds`` parts of about equal size: single ids in turn, groups largest first onto the
-    smallest part."""
-    if all(len(unit) == 1 for unit in units):
-        flat = [unit[0] for unit in units]
-        return [flat[index::folds] for index in range(folds)]
-    parts: list[list[str]] = [[] for _ in range(folds)]
-    for unit in sorted(units, key=len, reverse=True):
-        min(parts, key=len).extend(unit)
-    return parts
-
-
-def _held_out(count: int, fraction: float) -> int:
-    """How many of ``count`` ids a fraction holds out: rounded, at least one when above 0."""
-    return max(1, round(count * fraction)) if fraction > 0 else 0
 
 
 @dataclass

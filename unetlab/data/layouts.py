@@ -24,6 +24,7 @@ from pathlib import Path
 
 from unetlab.data.colors import Color, mask_palette, read_class_lines, voc_colormap
 from unetlab.data.io import IMAGE_EXTENSIONS, is_image_file
+from unetlab.data.splitting import AUTO_TRAIN, AUTO_VAL, automatic_split
 from unetlab.errors import UnetlabError
 from unetlab.fs.oserrors import os_error, translated
 from unetlab.fs.text import read_lines
@@ -62,6 +63,17 @@ class DatasetInfo:
         palette = mask_palette(first) if first is not None else None
         return palette if palette is not None else voc_colormap()
 
+    @property
+    def default_splits(self) -> tuple[str, str]:
+        """(train, val) where none is named: the lists on disk, else the automatic split."""
+        return ("train", "val") if self.splits else (AUTO_TRAIN, AUTO_VAL)
+
+    @cached_property
+    def automatic_splits(self) -> dict[str, list[str]]:
+        """``auto-train`` and ``auto-val``: the split of the labelled images a dataset without
+        lists is trained on (not files: computed the same way each time)."""
+        return automatic_split(sorted(set(self.images) & set(self.masks)), self.root)
+
     def split_file(self, split: str) -> Path:
         """The list of ``split``: a name in the dataset's split folder, or a path to a ``.txt``."""
         if is_split_path(split):
@@ -71,7 +83,7 @@ class DatasetInfo:
     def load_split(self, split: str) -> bool:
         """Read a split given as a path to a ``.txt`` id list (one kept outside the dataset,
         e.g. a validation set of other sequences for a read-only dataset); True when known."""
-        if split in self.splits or split == ALL:
+        if split in self.splits or split in (ALL, AUTO_TRAIN, AUTO_VAL):
             return True
         path = self.split_file(split)
         if not is_split_path(split) or not path.is_file():
@@ -80,10 +92,13 @@ class DatasetInfo:
         return True
 
     def ids(self, split: str) -> list[str]:
-        """Ids of ``split`` (``"all"``: every image; a path to a ``.txt``: the ids it lists); a
-        clear error when the split is unknown."""
+        """Ids of ``split`` (``"all"``: every image; ``auto-train`` / ``auto-val``: the
+        automatic split of the labelled images, :func:`~unetlab.data.splitting.automatic_split`;
+        a path to a ``.txt``: the ids it lists); a clear error when the split is unknown."""
         if split == ALL:
             return sorted(self.images)
+        if split in (AUTO_TRAIN, AUTO_VAL):
+            return list(self.automatic_splits[split])
         if is_split_path(split) and not self.load_split(split):
             raise UnetlabError(
                 "split file not found", self.split_file(split),
@@ -97,7 +112,8 @@ class DatasetInfo:
                 f"{self.split_file(split)})",
                 self.root,
                 f"run 'unetlab data split {self.root}' to write train/val lists (10% val, "
-                f"fixed seed), or use the split '{ALL}' for every image",
+                f"fixed seed), or train on the automatic split: --set data.train_split="
+                f"{AUTO_TRAIN} --set data.val_split={AUTO_VAL}",
             )
         raise UnetlabError(
             f"no split '{split}': {self.split_file(split)} does not exist "

@@ -118,16 +118,16 @@ def check_dataset(
     problems: list[Problem] = []
     warnings: list[str] = []
     split_ids: dict[str, list[str]] = {}
-    for split in splits:
-        info.load_split(split)
-    if not info.splits:
+    known = {split: info.load_split(split) for split in splits}
+    automatic = bool(splits) and all(known[s] for s in splits)  # auto-train/val, or "all"
+    if not info.splits and not automatic:
         warnings.append(
             f"no split files in {info.split_dir}: checked every image as split '{ALL}' "
             f"(run 'unetlab data split {info.root}' to make train/val lists)"
         )
         splits = (ALL,)
     for split in splits:
-        if split != ALL and split not in info.splits:
+        if not known.get(split, split == ALL):
             problems.append(
                 Problem(
                     MISSING,

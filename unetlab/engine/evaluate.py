@@ -110,7 +110,7 @@ def default_out_dir(checkpoint_path: str | Path, split: str) -> Path:
 def evaluate(
     checkpoint_or_run: str | Path,
     data_root: str | Path,
-    split: str = "val",
+    split: str | None = None,
     out_dir: str | Path | None = None,
     device: str = "auto",
     batch_size: int = 1,
@@ -129,7 +129,8 @@ def evaluate(
     progress: bool = True,
 ) -> EvaluationReport:
     """Evaluate a checkpoint, a run folder (its best checkpoint) or an ``.onnx`` export on
-    ``data_root``'s ``split``.
+    ``data_root``'s ``split`` (default ``val``; ``auto-val`` for a dataset without split lists,
+    the images a planned run of it held out).
 
     Everything about the model comes from its card (architecture, class names and colours,
     normalisation, an export's threshold). Writes ``report.json`` (with every image's scores,
@@ -149,6 +150,7 @@ def evaluate(
     :func:`unetlab.fs.atomic.overwriting` (the command's ``--overwrite``).
     """
     from unetlab.data import open_dataset
+    from unetlab.data.layouts import dataset_info
     from unetlab.engine.plots import plot_confusion
     from unetlab.fs.atomic import make_folder, refuse_existing, write_text
     from unetlab.inference.open import open_model
@@ -170,6 +172,7 @@ def evaluate(
     )
     card = predictor.card
     assert card is not None
+    split = split or dataset_info(data_root).default_splits[1]
     if save_postprocessing and card.format != "checkpoint":
         raise UnetlabError(
             "--save-postprocessing stores post-processing beside a checkpoint; an export "

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from unetlab.data.layouts import dataset_info
+from unetlab.data.splitting import AUTO_TRAIN, AUTO_VAL
 from unetlab.engine.probe import Timing, time_candidate
 from unetlab.errors import UnetlabError
 from unetlab.plan.fingerprint import fingerprint_dataset
@@ -60,13 +62,19 @@ def plan_dataset(
     log: Callable[[str], None] = print,
 ) -> Plan:
     """Fingerprint ``root``, time candidate steps on ``device`` and plan a run of the budget
-    (splits by name, or as paths to ``.txt`` id lists)."""
+    (splits by name, or as paths to ``.txt`` id lists; a dataset without split lists is
+    planned on its automatic split, ``auto-train`` / ``auto-val``)."""
     import torch
 
     started = time.perf_counter()
     device_type = "cuda" if device.startswith("cuda") or (
         device == "auto" and torch.cuda.is_available()) else "cpu"
     torch_device = torch.device(device if device not in ("auto",) else device_type)
+    if (train_split, val_split) == ("train", "val"):
+        train_split, val_split = dataset_info(root).default_splits
+    if train_split == AUTO_TRAIN:
+        log(f"no split lists in {root}: training on {AUTO_TRAIN}, validating on {AUTO_VAL} "
+            "(the automatic split; 'unetlab data split' writes lists of your own)")
     fp = fingerprint_dataset(root, train_split, val_split)
     log(f"fingerprint ({time.perf_counter() - started:.0f} s):\n{fp.describe()}")
     classes = fp.num_classes

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from unetlab.data.resolution import working_size
+from unetlab.data.splitting import AUTO_TRAIN, AUTO_VAL
 from unetlab.engine.config import UNTIL_THE_CLOCK
 from unetlab.engine.probe import REDUCED_MARGIN, Candidate, Timing
 from unetlab.plan.fingerprint import Fingerprint
@@ -282,6 +283,12 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
         f"the budget ({options.budget_seconds / 60:.1f} min) less "
         f"{options.seconds_spent:.0f} s spent planning; about {steps} steps predicted"
     )
+    if fp.split == AUTO_TRAIN:
+        reasons["data.train_split"] = (
+            f"the dataset has no split lists: the automatic split holds {fp.num_val_images} of "
+            f"{fp.num_images + fp.num_val_images} labelled images out for {AUTO_VAL} (seed 0; "
+            "whole sequences when the names show them); 'unetlab data split' writes your own"
+        )
     if fp.shared_groups:
         reasons["data.val_split"] = (
             f"{fp.val_split}: WARNING its images come from sequences training also has ("
