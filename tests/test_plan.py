@@ -182,6 +182,9 @@ def test_time_limit_is_the_budget_less_planning() -> None:
                      PlanOptions(budget_seconds=1200, seconds_spent=30))
     assert plan.config["train"]["time_limit_minutes"] == pytest.approx(1170 / 60, abs=1e-3)
     assert plan.config["train"]["epochs"] >= 10_000  # the clock ends the run
+    with pytest.raises(UnetlabError, match="no time is left to train"):
+        make_plan(make_fingerprint(), standard_timings(),
+                  PlanOptions(budget_seconds=60, seconds_spent=59.5))
 
 
 def test_orientation_rules() -> None:
@@ -356,6 +359,7 @@ def test_plan_and_train_with_a_budget_from_the_command_line(tmp_path: Path, monk
     data = make_shapes_dataset(tmp_path / "shapes", n_train=8, n_val=2, size=32, num_classes=2)
     assert main(["plan", str(data), "--budget", "0.1m", "--out", "p.yaml"]) == 0
     planned = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    assert planned["train"]["time_limit_minutes"] == 0.1  # trained later: the whole budget
     assert planned["data"]["patch_size"] == 32 and planned["model"]["options"]["depth"] == 2
     assert main(["plan", str(data), "--out", "p.yaml"]) == 2  # never replaces a file
     assert main(["train", "p.yaml", "--name", "from-plan"]) == 0

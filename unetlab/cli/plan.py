@@ -51,7 +51,8 @@ def plan(
 
     seconds = parse_budget(budget)
     made = plan_dataset(dataset, seconds, device=device, orientation=orientation,  # type: ignore[arg-type]
-                        train_split=train_split, val_split=val_split, log=click.echo)
+                        train_split=train_split, val_split=val_split, log=click.echo,
+                        trains_now=False)
     path = write_plan(made, out)
     click.echo(f"plan written: {path} (about {made.predicted_steps} steps)\n"
                f"train it with: unetlab train {path}")

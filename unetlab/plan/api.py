@@ -60,10 +60,13 @@ def plan_dataset(
     train_split: str = "train",
     val_split: str = "val",
     log: Callable[[str], None] = print,
+    trains_now: bool = True,
 ) -> Plan:
     """Fingerprint ``root``, time candidate steps on ``device`` and plan a run of the budget
     (splits by name, or as paths to ``.txt`` id lists; a dataset without split lists is
-    planned on its automatic split, ``auto-train`` / ``auto-val``)."""
+    planned on its automatic split, ``auto-train`` / ``auto-val``). ``trains_now``: the run
+    starts right after planning (``train --budget``), so the planning time comes out of the
+    budget; a plan written to train later (``unetlab plan``) gets the whole budget."""
     import torch
 
     started = time.perf_counter()
@@ -95,7 +98,7 @@ def plan_dataset(
         device=device_type,
         cores=torch.get_num_threads(),
         orientation=orientation,
-        seconds_spent=time.perf_counter() - started,
+        seconds_spent=time.perf_counter() - started if trains_now else 0.0,
     )
     return make_plan(fp, timings, options)
 

@@ -43,6 +43,7 @@ from unetlab.data.resolution import working_size
 from unetlab.data.splitting import AUTO_TRAIN, AUTO_VAL
 from unetlab.engine.config import UNTIL_THE_CLOCK
 from unetlab.engine.probe import REDUCED_MARGIN, Candidate, Timing
+from unetlab.errors import UnetlabError
 from unetlab.plan.fingerprint import Fingerprint
 
 MIN_STEPS = 2000
@@ -185,7 +186,15 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
     patch, depth, batch = network_shape(fp, options.device)
     working_scale, why_scale = choose_working_scale(fp, options.device)
     short = min(working_median_size(fp, options.device))
-    seconds = max(options.budget_seconds - options.seconds_spent, 1.0)
+    seconds = options.budget_seconds - options.seconds_spent
+    if seconds < 1.0:
+        raise UnetlabError(
+            f"planning took {options.seconds_spent:.0f} s of the {options.budget_seconds:.0f} s "
+            "budget: no time is left to train",
+            fp.root,
+            "give a larger --budget (planning a dataset takes seconds to a minute on a quiet "
+            "machine), or plan once and train the plan: unetlab plan DATA --out plan.yaml",
+        )
 
     speed, why_speed = choose_precision(timings)
     precision, channels_last = speed.candidate.precision, speed.candidate.channels_last
@@ -282,6 +291,8 @@ def make_plan(fp: Fingerprint, timings: list[Timing], options: PlanOptions) -> P
     reasons["train.time_limit_minutes"] = (
         f"the budget ({options.budget_seconds / 60:.1f} min) less "
         f"{options.seconds_spent:.0f} s spent planning; about {steps} steps predicted"
+        if options.seconds_spent else
+        f"the budget ({options.budget_seconds / 60:.1f} min); about {steps} steps predicted"
     )
     if fp.split == AUTO_TRAIN:
         reasons["data.train_split"] = (
