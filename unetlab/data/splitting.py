@@ -96,16 +96,6 @@ def automatic_split(ids: list[str], root: str | Path | None = None) -> dict[str,
     return {AUTO_TRAIN: splits["train"], AUTO_VAL: splits["val"]}
 
 
-def describe_automatic_split(ids: list[str]) -> str:
-    """One line on how :func:`automatic_split` held images out of ``ids``."""
-    split = automatic_split(ids)
-    val = split[AUTO_VAL]
-    sequences = sorted(group_ids(val, AUTO)) if len(group_ids(ids, AUTO)) >= 3 else []
-    how = (f"the whole sequence(s) {', '.join(sequences[:4])}" if sequences
-           else "single images (the names show no sequences)")
-    return f"{len(val)} of {len(ids)} labelled images held out for validation: {how}"
-
-
 def _units(
     ids: list[str], group: str | None, seed: int, root: str | Path | None
 ) -> list[list[str]]:
