@@ -118,16 +118,15 @@ def check_dataset(
     problems: list[Problem] = []
     warnings: list[str] = []
     split_ids: dict[str, list[str]] = {}
-    known = {split: info.load_split(split) for split in splits}
-    automatic = bool(splits) and all(known[s] for s in splits)  # auto-train/val, or "all"
-    if not info.splits and not automatic:
+    known = [info.load_split(split) for split in splits]  # reads lists given as paths
+    if not info.splits and not (known and all(known)):  # all known: "all", auto-train/val
         warnings.append(
             f"no split files in {info.split_dir}: checked every image as split '{ALL}' "
             f"(run 'unetlab data split {info.root}' to make train/val lists)"
         )
         splits = (ALL,)
     for split in splits:
-        if not known.get(split, split == ALL):
+        if not info.load_split(split):
             problems.append(
                 Problem(
                     MISSING,
